@@ -1,0 +1,100 @@
+"""OpenTelemetry instrumentation for Hugging Face ``transformers`` ``generate()``: CoreVital.
+
+Every call of ``generate()`` (directly, through a ``pipeline``, or through a model class whose own
+``generate`` calls ``super().generate``) becomes one span ``text_completion {model}`` carrying the
+OpenTelemetry GenAI attributes (operation, provider ``huggingface``, model, request parameters,
+exact token usage, finish reasons) and CoreVital's health read-out of the model's internals,
+computed at every decoding step while the model runs: entropy, top-1/top-2 margin, top-10 mass and
+surprisal of the raw logits; per-layer hidden-state statistics; optionally per-layer attention
+statistics. The GenAI metrics (operation duration, token usage, time to first token, time per
+output token) and a per-step entropy histogram are recorded alongside.
+
+Usage
+-----
+Zero code change::
+
+    pip install opentelemetry-instrumentation-corevital opentelemetry-distro
+    opentelemetry-instrument --traces_exporter console python app.py
+
+Or in code::
+
+    from opentelemetry.instrumentation.corevital import CoreVitalInstrumentor
+
+    CoreVitalInstrumentor().instrument(capture="hidden")
+    ...
+    CoreVitalInstrumentor().uninstrument()
+
+Configuration (an ``instrument()`` keyword wins over the environment variable)
+--------------------------------------------------------------------------------
+``OTEL_INSTRUMENTATION_COREVITAL_CAPTURE`` / ``capture=``
+    ``logits``, ``hidden`` (default) or ``attention``. ``attention`` runs the model with eager
+    attention for the duration of each call and restores its attention implementation after.
+``OTEL_INSTRUMENTATION_COREVITAL_SERIES_MAX_POINTS`` / ``series_max_points=``
+    Longest per-step series put on a span (default 256); longer series are bucket-averaged.
+``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` / ``capture_content=``
+    ``true`` to record prompt and completion text (needs ``generate(tokenizer=...)``). Default
+    ``false``: no content leaves the process.
+
+Guarantees: the instrumented ``generate`` returns exactly what the plain one returns; CoreVital's
+own failures are logged once and recorded as ``corevital.error.type``, never raised; unsampled
+spans pay for no capture.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from typing import Any
+
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+from opentelemetry.instrumentation.utils import unwrap
+from opentelemetry.metrics import get_meter
+from opentelemetry.trace import get_tracer
+from wrapt import wrap_function_wrapper
+
+from .capture import HookRegistry
+from .config import CaptureLevel, Settings
+from .package import _instruments
+from .version import __version__
+
+__all__ = ["CaptureLevel", "CoreVitalInstrumentor", "Settings", "__version__"]
+
+logger = logging.getLogger(__name__)
+
+_GENERATE_MODULE = "transformers.generation.utils"
+_GENERATE_NAME = "GenerationMixin.generate"
+_SCHEMA_URL = "https://opentelemetry.io/schemas/1.37.0"
+
+
+class CoreVitalInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """Instruments ``transformers`` ``GenerationMixin.generate`` with CoreVital telemetry.
+
+    ``instrument(tracer_provider=..., meter_provider=..., logger_provider=..., capture=...,
+    series_max_points=..., capture_content=...)``; every keyword is optional.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._hooks = HookRegistry()
+        self.settings: Settings | None = None
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return _instruments
+
+    def _instrument(self, **kwargs: Any) -> None:
+        from transformers.generation.utils import GenerationMixin  # noqa: F401  (fail early if absent)
+
+        from ._wrap import GenerateWrapper
+        from .telemetry import Instruments
+
+        self.settings = Settings.resolve(kwargs)
+        tracer = get_tracer(__name__, __version__, kwargs.get("tracer_provider"), schema_url=_SCHEMA_URL)
+        meter = get_meter(__name__, __version__, kwargs.get("meter_provider"), schema_url=_SCHEMA_URL)
+        wrapper = GenerateWrapper(tracer, Instruments(meter), self.settings, self._hooks)
+        wrap_function_wrapper(_GENERATE_MODULE, _GENERATE_NAME, wrapper)
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        from transformers.generation.utils import GenerationMixin
+
+        unwrap(GenerationMixin, "generate")
+        self._hooks.remove_all()

@@ -1,0 +1,219 @@
+"""Reading a ``generate()`` call: its effective request, and what it returned.
+
+Values are resolved the way ``generate`` resolves them: keyword arguments over the
+``generation_config`` argument over the model's own ``generation_config``. Token counts are taken
+from the tensors, never estimated.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from . import semconv
+
+_HF_DEFAULT_MAX_LENGTH = 20
+
+
+@dataclass
+class GenerationRequest:
+    """The effective parameters of one ``generate()`` call."""
+
+    model_name: str
+    architecture: str = ""
+    is_encoder_decoder: bool = False
+    prompt_length: int = 0
+    input_tokens: int | None = None
+    max_new_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    seed: int | None = None
+    do_sample: bool = False
+    num_beams: int = 1
+    num_return_sequences: int = 1
+    eos_token_ids: tuple[int, ...] = ()
+    pad_token_id: int | None = None
+    prefill_forwards: int = 1
+    unsupported_reason: str | None = None
+    input_ids: torch.Tensor | None = None
+    tokenizer: Any = None
+
+
+@dataclass
+class GenerationOutcome:
+    """What ``generate()`` returned, per returned sequence."""
+
+    output_lengths: list[int] = field(default_factory=list)
+    finish_reasons: list[str] = field(default_factory=list)
+    sequences: torch.Tensor | None = None
+
+    @property
+    def output_tokens(self) -> int:
+        return sum(self.output_lengths)
+
+    @property
+    def longest_output(self) -> int:
+        return max(self.output_lengths, default=0)
+
+
+def model_name(model: Any) -> str:
+    """The model's ``name_or_path`` (what ``from_pretrained`` was given), else its class name."""
+    name = getattr(model, "name_or_path", None) or getattr(getattr(model, "config", None), "_name_or_path", "")
+    return str(name) if name else type(model).__name__
+
+
+def resolve_request(model: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> GenerationRequest:
+    """Resolve the effective request of ``model.generate(*args, **kwargs)`` without changing anything."""
+    config = getattr(model, "config", None)
+    user_config = kwargs.get("generation_config")
+    model_config = getattr(model, "generation_config", None)
+
+    def setting(name: str) -> Any:
+        if name in kwargs:
+            return kwargs[name]
+        for source in (user_config, model_config):
+            value = getattr(source, name, None) if source is not None else None
+            if value is not None:
+                return value
+        return None
+
+    is_encoder_decoder = bool(getattr(config, "is_encoder_decoder", False))
+    inputs = args[0] if args else kwargs.get("inputs", kwargs.get("input_ids"))
+    input_ids = inputs if isinstance(inputs, torch.Tensor) and inputs.dim() == 2 else None
+    if input_ids is not None and input_ids.is_floating_point():
+        input_ids = None
+    attention_mask = kwargs.get("attention_mask")
+    embeds = kwargs.get("inputs_embeds")
+
+    if isinstance(attention_mask, torch.Tensor):
+        input_tokens: int | None = int(attention_mask.sum().item())
+    elif input_ids is not None:
+        input_tokens = int(input_ids.numel())
+    elif isinstance(embeds, torch.Tensor) and embeds.dim() == 3:
+        input_tokens = int(embeds.shape[0] * embeds.shape[1])
+    else:
+        input_tokens = None
+
+    if is_encoder_decoder:
+        decoder_ids = kwargs.get("decoder_input_ids")
+        prompt_length = int(decoder_ids.shape[-1]) if isinstance(decoder_ids, torch.Tensor) else 1
+    else:
+        # With only inputs_embeds, generate returns the new tokens alone.
+        prompt_length = int(input_ids.shape[1]) if input_ids is not None else 0
+
+    max_new_tokens = _int_or_none(setting("max_new_tokens"))
+    if max_new_tokens is None:
+        max_length = _int_or_none(setting("max_length")) or _HF_DEFAULT_MAX_LENGTH
+        max_new_tokens = max(0, max_length - prompt_length)
+
+    do_sample = bool(setting("do_sample"))
+    eos = setting("eos_token_id")
+    if isinstance(eos, torch.Tensor):
+        eos = eos.tolist()
+    eos_ids = tuple(int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos]) if e is not None)
+    pad = _int_or_none(setting("pad_token_id"))
+    if pad is None and eos_ids:
+        pad = eos_ids[0]  # what generate itself falls back to
+
+    chunk = _int_or_none(setting("prefill_chunk_size"))
+    prefill_forwards = 1
+    if chunk and not is_encoder_decoder and prompt_length > 0:
+        prefill_forwards = max(1, math.ceil(prompt_length / chunk))
+
+    unsupported = None
+    if kwargs.get("assistant_model") is not None or setting("prompt_lookup_num_tokens"):
+        unsupported = "assisted or prompt-lookup decoding verifies several tokens per forward"
+    elif setting("assistant_early_exit"):
+        unsupported = "self-speculative decoding verifies several tokens per forward"
+
+    return GenerationRequest(
+        model_name=model_name(model),
+        architecture=type(model).__name__,
+        is_encoder_decoder=is_encoder_decoder,
+        prompt_length=prompt_length,
+        input_tokens=input_tokens,
+        max_new_tokens=max_new_tokens,
+        temperature=_float_or_none(setting("temperature")) if do_sample else None,
+        top_p=_float_or_none(setting("top_p")) if do_sample else None,
+        top_k=_int_or_none(setting("top_k")) if do_sample else None,
+        seed=_int_or_none(setting("seed")),
+        do_sample=do_sample,
+        num_beams=_int_or_none(setting("num_beams")) or 1,
+        num_return_sequences=_int_or_none(setting("num_return_sequences")) or 1,
+        eos_token_ids=eos_ids,
+        pad_token_id=pad,
+        prefill_forwards=prefill_forwards,
+        unsupported_reason=unsupported,
+        input_ids=input_ids,
+        tokenizer=kwargs.get("tokenizer"),
+    )
+
+
+def returned_sequences(result: Any) -> torch.Tensor | None:
+    """The ``sequences`` tensor of whatever ``generate`` returned (tensor or ``GenerateOutput``)."""
+    if isinstance(result, torch.Tensor):
+        return result
+    sequences = getattr(result, "sequences", None)
+    return sequences if isinstance(sequences, torch.Tensor) else None
+
+
+def inspect_result(result: Any, request: GenerationRequest) -> GenerationOutcome:
+    """Count the generated tokens of every returned sequence and say why it ended.
+
+    A sequence ends at its first EOS token (included in the count, finish reason ``stop``). A
+    sequence without EOS that a stopping criterion ended early (padded, or the whole batch stopped
+    before the limit) is ``stop``; one that reached ``max_new_tokens`` is ``length``.
+    """
+    sequences = returned_sequences(result)
+    if sequences is None or sequences.dim() != 2:
+        return GenerationOutcome()
+    generated = sequences[:, request.prompt_length :]
+    rows, width = generated.shape
+    if width == 0:
+        return GenerationOutcome([0] * rows, [semconv.FINISH_REASON_STOP] * rows, sequences)
+    lengths = torch.full((rows,), width, dtype=torch.long)
+    has_eos = torch.zeros(rows, dtype=torch.bool)
+    if request.eos_token_ids:
+        eos = torch.tensor(request.eos_token_ids, device=generated.device)
+        is_eos = torch.isin(generated, eos).cpu()
+        has_eos = is_eos.any(dim=1)
+        first = is_eos.to(torch.int8).argmax(dim=1) + 1
+        lengths = torch.where(has_eos, first, lengths)
+    pad = request.pad_token_id
+    if pad is not None and pad not in request.eos_token_ids:
+        # A row a stopping criterion finished early is filled with padding to the batch width.
+        not_pad = (generated != pad).cpu()
+        last_real = width - not_pad.flip(dims=[1]).to(torch.int8).argmax(dim=1)
+        last_real = torch.where(not_pad.any(dim=1), last_real, torch.zeros_like(last_real))
+        lengths = torch.where(has_eos, lengths, last_real)
+    limit = request.max_new_tokens
+    reasons = [
+        semconv.FINISH_REASON_STOP
+        if bool(has_eos[i]) or limit is None or int(lengths[i]) < limit
+        else semconv.FINISH_REASON_LENGTH
+        for i in range(rows)
+    ]
+    return GenerationOutcome([int(n) for n in lengths], reasons, sequences)
+
+
+def _int_or_none(value: Any) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _float_or_none(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,71 @@
+"""Model profiles: thresholds that depend on the model (SIGNALS §13), shipped as YAML in the wheel."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PROFILE = "default"
+
+
+@dataclass(frozen=True)
+class ModelProfile:
+    """Thresholds for one family of models."""
+
+    name: str = DEFAULT_PROFILE
+    architectures: tuple[str, ...] = ()
+    l2_explosion_multiplier: float = 8.0
+    high_entropy_threshold_bits: float = 4.0
+    repetition_cosine_threshold: float = 0.9995
+    focused_head_concentration_threshold: float = 0.9
+    collapsed_head_entropy_threshold: float = 0.03
+
+    @classmethod
+    def from_mapping(cls, data: dict[str, Any]) -> ModelProfile:
+        known = {f.name for f in fields(cls)}
+        values = {key: value for key, value in data.items() if key in known}
+        values["architectures"] = tuple(values.get("architectures") or ())
+        return cls(**values)
+
+
+def _profile_files() -> list[Path]:
+    packaged = resources.files(__package__).joinpath("profiles")
+    candidates = [Path(str(packaged)), Path(__file__).resolve().parents[5] / "configs" / "model_profiles"]
+    for directory in candidates:
+        if directory.is_dir():
+            return sorted(directory.glob("*.yaml"))
+    return []
+
+
+@functools.lru_cache(maxsize=1)
+def load_profiles() -> dict[str, ModelProfile]:
+    """Every shipped profile by name (the built-in default when none can be read)."""
+    profiles: dict[str, ModelProfile] = {}
+    for path in _profile_files():
+        try:
+            profile = ModelProfile.from_mapping(yaml.safe_load(path.read_text()) or {})
+        except (OSError, yaml.YAMLError, TypeError, ValueError) as exc:
+            logger.warning("CoreVital: ignoring unreadable model profile %s: %s", path, exc)
+            continue
+        profiles[profile.name] = profile
+    profiles.setdefault(DEFAULT_PROFILE, ModelProfile())
+    return profiles
+
+
+def profile_for(model: Any) -> ModelProfile:
+    """The profile of ``model``: by architecture class name, then by ``config.model_type``."""
+    profiles = load_profiles()
+    architecture = type(model).__name__
+    for profile in profiles.values():
+        if architecture in profile.architectures:
+            return profile
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    return profiles.get(str(model_type), profiles[DEFAULT_PROFILE])

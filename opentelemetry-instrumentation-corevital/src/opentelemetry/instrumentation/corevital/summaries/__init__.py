@@ -1,0 +1,24 @@
+"""Pure torch: one decoding step's tensors -> a few small summary tensors.
+
+Every function here runs on the tensors' own device, vectorised over the batch (and over layers and
+heads where it applies), and returns float32 tensors shaped ``[batch, ...]``. Nothing here knows
+about OpenTelemetry or keeps state between steps.
+"""
+
+from .attention import ATTENTION_LAYER_FIELDS, summarize_attention
+from .hidden import HIDDEN_LAYER_FIELDS, cosine_to_previous, last_position_layers, summarize_hidden
+from .logits import LOGIT_FIELDS, TOP_K_MASS, TOP_N_PROBS, chosen_token_surprisal, summarize_logits
+
+__all__ = [
+    "ATTENTION_LAYER_FIELDS",
+    "HIDDEN_LAYER_FIELDS",
+    "LOGIT_FIELDS",
+    "TOP_K_MASS",
+    "TOP_N_PROBS",
+    "chosen_token_surprisal",
+    "cosine_to_previous",
+    "last_position_layers",
+    "summarize_attention",
+    "summarize_hidden",
+    "summarize_logits",
+]

@@ -1,0 +1,74 @@
+"""Per-layer attention summaries over the last query row (SIGNALS §3)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+#: Per-layer columns of :func:`summarize_attention`, in order. Entropies are in nats.
+ATTENTION_LAYER_FIELDS: tuple[str, ...] = (
+    "entropy_mean",
+    "entropy_min",
+    "entropy_max",
+    "entropy_normalized_mean",
+    "concentration_mean",
+    "collapsed_heads",
+    "focused_heads",
+)
+
+
+def summarize_attention(
+    attentions: Sequence[torch.Tensor | None],
+    key_lengths: torch.Tensor | None = None,
+    collapsed_threshold: float = 0.03,
+    focused_threshold: float = 0.9,
+) -> torch.Tensor:
+    """Summarise every layer's attention for the newest query position.
+
+    Args:
+        attentions: one ``[batch, heads, queries, keys]`` tensor per layer (``None`` for a layer
+            that returned no weights: its row is NaN).
+        key_lengths: ``[batch]`` number of real (unpadded) keys per row, for the normalisation
+            by ln K; defaults to the full key length.
+        collapsed_threshold: a head is collapsed when its normalised entropy is below this.
+        focused_threshold: a head is focused when its largest weight is above this.
+
+    Returns:
+        ``[batch, layers, len(ATTENTION_LAYER_FIELDS)]`` float32: per layer the mean / min / max
+        head entropy, the mean normalised entropy (entropy / ln K), the mean concentration (max
+        weight), and the number of collapsed and focused heads.
+    """
+    present = [a for a in attentions if a is not None]
+    if not present:
+        raise ValueError("the model returned no attention weights")
+    if len(present) != len(attentions):
+        template = present[0][:, :, -1]
+        rows = [
+            a[:, :, -1] if a is not None else torch.full_like(template, float("nan")) for a in attentions
+        ]
+    else:
+        rows = [a[:, :, -1] for a in present]
+    weights = torch.stack(rows).float()  # [layers, batch, heads, keys]
+    entropy = -torch.special.xlogy(weights, weights).sum(dim=-1)  # [layers, batch, heads]
+    if key_lengths is None:
+        log_k = torch.full(weights.shape[1:2], math.log(weights.shape[-1]), device=weights.device)
+    else:
+        log_k = key_lengths.to(device=weights.device, dtype=torch.float32).clamp(min=1).log()
+    log_k = log_k[None, :, None]
+    normalized = torch.where(log_k > 0, entropy / log_k.clamp(min=1e-12), torch.zeros_like(entropy))
+    concentration = weights.amax(dim=-1)
+    stats = torch.stack(
+        (
+            entropy.mean(dim=-1),
+            entropy.amin(dim=-1),
+            entropy.amax(dim=-1),
+            normalized.mean(dim=-1),
+            concentration.mean(dim=-1),
+            (normalized < collapsed_threshold).sum(dim=-1).float(),
+            (concentration > focused_threshold).sum(dim=-1).float(),
+        ),
+        dim=-1,
+    )
+    return stats.transpose(0, 1)

@@ -1,0 +1,227 @@
+"""Turning requests, outcomes and capture reports into span and event attributes."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .. import report as rep
+from .. import semconv as sc
+from ..generation import GenerationOutcome, GenerationRequest
+from ..signals import downsample, layer_aggregate, pooled, series_stats
+
+Attributes = dict[str, Any]
+
+# series name -> (mean, min, max, series) attribute keys
+_SERIES_KEYS: dict[str, tuple[str, str, str, str]] = {
+    rep.SERIES_ENTROPY: (
+        sc.COREVITAL_ENTROPY_MEAN, sc.COREVITAL_ENTROPY_MIN, sc.COREVITAL_ENTROPY_MAX,
+        sc.COREVITAL_ENTROPY_SERIES,
+    ),
+    rep.SERIES_MARGIN: (
+        sc.COREVITAL_MARGIN_MEAN, sc.COREVITAL_MARGIN_MIN, sc.COREVITAL_MARGIN_MAX,
+        sc.COREVITAL_MARGIN_SERIES,
+    ),
+    rep.SERIES_TOPK_MASS: (
+        sc.COREVITAL_TOPK_MASS_MEAN, sc.COREVITAL_TOPK_MASS_MIN, sc.COREVITAL_TOPK_MASS_MAX,
+        sc.COREVITAL_TOPK_MASS_SERIES,
+    ),
+    rep.SERIES_TOP1_PROB: (
+        sc.COREVITAL_TOP1_PROB_MEAN, sc.COREVITAL_TOP1_PROB_MIN, sc.COREVITAL_TOP1_PROB_MAX,
+        sc.COREVITAL_TOP1_PROB_SERIES,
+    ),
+    rep.SERIES_SURPRISAL: (
+        sc.COREVITAL_SURPRISAL_MEAN, sc.COREVITAL_SURPRISAL_MIN, sc.COREVITAL_SURPRISAL_MAX,
+        sc.COREVITAL_SURPRISAL_SERIES,
+    ),
+    rep.SERIES_HIDDEN_L2_NORM: (
+        sc.COREVITAL_HIDDEN_L2_NORM_MEAN, sc.COREVITAL_HIDDEN_L2_NORM_MIN, sc.COREVITAL_HIDDEN_L2_NORM_MAX,
+        sc.COREVITAL_HIDDEN_L2_NORM_SERIES,
+    ),
+    rep.SERIES_HIDDEN_COSINE_PREVIOUS: (
+        sc.COREVITAL_HIDDEN_COSINE_PREVIOUS_MEAN, sc.COREVITAL_HIDDEN_COSINE_PREVIOUS_MIN,
+        sc.COREVITAL_HIDDEN_COSINE_PREVIOUS_MAX, sc.COREVITAL_HIDDEN_COSINE_PREVIOUS_SERIES,
+    ),
+    rep.SERIES_ATTENTION_ENTROPY_NORMALIZED: (
+        sc.COREVITAL_ATTENTION_ENTROPY_NORMALIZED_MEAN, sc.COREVITAL_ATTENTION_ENTROPY_NORMALIZED_MIN,
+        sc.COREVITAL_ATTENTION_ENTROPY_NORMALIZED_MAX, sc.COREVITAL_ATTENTION_ENTROPY_NORMALIZED_SERIES,
+    ),
+    rep.SERIES_ATTENTION_COLLAPSED_HEADS: (
+        sc.COREVITAL_ATTENTION_COLLAPSED_HEADS_MEAN, sc.COREVITAL_ATTENTION_COLLAPSED_HEADS_MIN,
+        sc.COREVITAL_ATTENTION_COLLAPSED_HEADS_MAX, sc.COREVITAL_ATTENTION_COLLAPSED_HEADS_SERIES,
+    ),
+}  # fmt: skip
+
+# (report field, reduction over steps, attribute key, as integers)
+_HIDDEN_LAYER_KEYS: tuple[tuple[str, str, str, bool], ...] = (
+    ("l2_norm", "mean", sc.COREVITAL_HIDDEN_LAYER_L2_NORM_MEAN, False),
+    ("l2_norm", "max", sc.COREVITAL_HIDDEN_LAYER_L2_NORM_MAX, False),
+    ("std", "mean", sc.COREVITAL_HIDDEN_LAYER_STD_MEAN, False),
+    ("mean", "mean", sc.COREVITAL_HIDDEN_LAYER_MEAN_MEAN, False),
+    ("max_abs", "max", sc.COREVITAL_HIDDEN_LAYER_MAX_ABS, False),
+    ("nan_count", "sum", sc.COREVITAL_HIDDEN_LAYER_NAN_COUNT, True),
+    ("inf_count", "sum", sc.COREVITAL_HIDDEN_LAYER_INF_COUNT, True),
+)
+_ATTENTION_LAYER_KEYS: tuple[tuple[str, str, str, bool], ...] = (
+    ("entropy_mean", "mean", sc.COREVITAL_ATTENTION_LAYER_ENTROPY_MEAN, False),
+    ("entropy_min", "min", sc.COREVITAL_ATTENTION_LAYER_ENTROPY_MIN, False),
+    ("entropy_max", "max", sc.COREVITAL_ATTENTION_LAYER_ENTROPY_MAX, False),
+    ("entropy_normalized_mean", "mean", sc.COREVITAL_ATTENTION_LAYER_ENTROPY_NORMALIZED_MEAN, False),
+    ("concentration_mean", "mean", sc.COREVITAL_ATTENTION_LAYER_CONCENTRATION_MEAN, False),
+    ("collapsed_heads", "mean", sc.COREVITAL_ATTENTION_LAYER_COLLAPSED_HEADS_MEAN, False),
+    ("focused_heads", "mean", sc.COREVITAL_ATTENTION_LAYER_FOCUSED_HEADS_MEAN, False),
+)
+
+
+def request_attributes(request: GenerationRequest) -> Attributes:
+    """GenAI request attributes, known before the call runs."""
+    attributes: Attributes = {
+        sc.GEN_AI_OPERATION_NAME: sc.GEN_AI_OPERATION_TEXT_COMPLETION,
+        sc.GEN_AI_PROVIDER_NAME: sc.GEN_AI_PROVIDER_HUGGINGFACE,
+        sc.GEN_AI_REQUEST_MODEL: request.model_name,
+    }
+    optional = {
+        sc.GEN_AI_REQUEST_MAX_TOKENS: request.max_new_tokens,
+        sc.GEN_AI_REQUEST_TEMPERATURE: request.temperature,
+        sc.GEN_AI_REQUEST_TOP_P: request.top_p,
+        sc.GEN_AI_REQUEST_TOP_K: request.top_k,
+        sc.GEN_AI_REQUEST_SEED: request.seed,
+    }
+    attributes.update({key: value for key, value in optional.items() if value is not None})
+    if request.num_return_sequences > 1:
+        attributes[sc.GEN_AI_REQUEST_CHOICE_COUNT] = request.num_return_sequences
+    return attributes
+
+
+def response_attributes(request: GenerationRequest, outcome: GenerationOutcome) -> Attributes:
+    """Finish reasons and exact token usage, counted from the tensors."""
+    attributes: Attributes = {}
+    if outcome.finish_reasons:
+        attributes[sc.GEN_AI_RESPONSE_FINISH_REASONS] = list(outcome.finish_reasons)
+        attributes[sc.GEN_AI_USAGE_OUTPUT_TOKENS] = outcome.output_tokens
+    if request.input_tokens is not None:
+        attributes[sc.GEN_AI_USAGE_INPUT_TOKENS] = request.input_tokens
+    return attributes
+
+
+def report_attributes(report: rep.CaptureReport, max_points: int, primary: int = 0) -> Attributes:
+    """Span attributes of a capture report.
+
+    Summary statistics (mean / min / max) and per-layer aggregates are pooled over every step of
+    every returned sequence; the downsampled series are those of sequence ``primary`` (each
+    sequence's own are on its ``corevital.sequence`` event when there are several).
+    """
+    attributes: Attributes = {
+        sc.COREVITAL_CAPTURE_LEVEL: report.capture_level,
+        sc.COREVITAL_SEQUENCES: len(report.sequences),
+        sc.COREVITAL_STEPS: max((s.steps for s in report.sequences), default=0),
+    }
+    sequences = report.sequences
+    if not sequences:
+        return attributes
+    for name, keys in _SERIES_KEYS.items():
+        if name in sequences[0].series:
+            attributes.update(_stats(pooled(s.series[name] for s in sequences), keys))
+    attributes.update(_layer_attributes(sequences, report.hidden_size))
+    if 0 <= primary < len(sequences):
+        attributes[sc.COREVITAL_SERIES_SEQUENCE_INDEX] = primary
+        attributes.update(_series(sequences[primary], max_points))
+    return attributes
+
+
+def sequence_event_attributes(sequence: rep.SequenceReport, max_points: int) -> Attributes:
+    """Attributes of the ``corevital.sequence`` event: one returned sequence's own read-out."""
+    attributes: Attributes = {
+        sc.COREVITAL_SEQUENCE_INDEX: sequence.index,
+        sc.COREVITAL_SEQUENCE_OUTPUT_TOKENS: sequence.output_tokens,
+        sc.COREVITAL_SEQUENCE_FINISH_REASON: sequence.finish_reason,
+        sc.COREVITAL_STEPS: sequence.steps,
+    }
+    for name, keys in _SERIES_KEYS.items():
+        if name in sequence.series:
+            attributes.update(_stats(sequence.series[name], keys))
+    attributes.update(_series(sequence, max_points))
+    return attributes
+
+
+def content_attributes(request: GenerationRequest, outcome: GenerationOutcome) -> Attributes:
+    """Prompt and completion text as GenAI messages (only called with content capture on).
+
+    Text needs a tokenizer: the one passed to ``generate(tokenizer=...)``; without one, no text.
+    """
+    tokenizer = request.tokenizer
+    if tokenizer is None or outcome.sequences is None:
+        return {}
+    attributes: Attributes = {}
+    if request.input_ids is not None:
+        prompts = tokenizer.batch_decode(request.input_ids, skip_special_tokens=True)
+        attributes[sc.GEN_AI_INPUT_MESSAGES] = json.dumps(
+            [{"role": "user", "parts": [{"type": "text", "content": text}]} for text in prompts]
+        )
+    generated = outcome.sequences[:, request.prompt_length :]
+    completions = [
+        tokenizer.decode(row[:length], skip_special_tokens=True)
+        for row, length in zip(generated, outcome.output_lengths, strict=False)
+    ]
+    attributes[sc.GEN_AI_OUTPUT_MESSAGES] = json.dumps(
+        [
+            {"role": "assistant", "parts": [{"type": "text", "content": text}], "finish_reason": reason}
+            for text, reason in zip(completions, outcome.finish_reasons, strict=False)
+        ]
+    )
+    return attributes
+
+
+def _stats(values: np.ndarray, keys: tuple[str, str, str, str]) -> Attributes:
+    stats = series_stats(values)
+    out: Attributes = {}
+    for key, value in zip(keys[:3], (stats.mean, stats.min, stats.max), strict=True):
+        if value is not None:
+            out[key] = value
+    return out
+
+
+def _series(sequence: rep.SequenceReport, max_points: int) -> Attributes:
+    out: Attributes = {}
+    stride = 1
+    for name, keys in _SERIES_KEYS.items():
+        values = sequence.series.get(name)
+        if values is None:
+            continue
+        points, stride = downsample(values, max_points)
+        if np.isfinite(points).any():  # e.g. surprisal under beam search is undefined throughout
+            out[keys[3]] = _rounded_list(points)
+    out[sc.COREVITAL_SERIES_STEP_STRIDE] = stride
+    return out
+
+
+def _layer_attributes(sequences: Sequence[rep.SequenceReport], hidden_size: int) -> Attributes:
+    out: Attributes = {}
+    for source, table in (("hidden_layers", _HIDDEN_LAYER_KEYS), ("attention_layers", _ATTENTION_LAYER_KEYS)):
+        fields: dict[str, np.ndarray] = getattr(sequences[0], source)
+        if not fields:
+            continue
+        for field, reduction, key, integer in table:
+            per_step = pooled(getattr(s, source)[field] for s in sequences)
+            if per_step.ndim != 2:
+                continue
+            values = layer_aggregate(per_step, reduction)  # type: ignore[arg-type]
+            out[key] = [int(v) for v in values] if integer else _rounded_list(values)
+    if sequences[0].hidden_layers:
+        nan = pooled(s.hidden_layers["nan_count"] for s in sequences)
+        inf = pooled(s.hidden_layers["inf_count"] for s in sequences)
+        clipped = pooled(s.hidden_layers["clipped_count"] for s in sequences)
+        out[sc.COREVITAL_HIDDEN_NAN_COUNT] = int(np.nansum(nan))
+        out[sc.COREVITAL_HIDDEN_INF_COUNT] = int(np.nansum(inf))
+        values = clipped.size * max(hidden_size, 1)
+        out[sc.COREVITAL_HIDDEN_CLIP_FRACTION] = float(np.nansum(clipped) / values) if values else 0.0
+    return out
+
+
+def _rounded_list(values: np.ndarray) -> list[float]:
+    """Floats rounded to 6 decimals (smaller exports); NaN marks a step where a value is undefined."""
+    return [round(float(v), 6) if math.isfinite(v) else float("nan") for v in values]
