@@ -52,7 +52,6 @@ from opentelemetry.metrics import get_meter
 from opentelemetry.trace import get_tracer
 from wrapt import wrap_function_wrapper
 
-from .capture import HookRegistry
 from .config import CaptureLevel, Settings
 from .package import _instruments
 from .version import __version__
@@ -73,10 +72,10 @@ class CoreVitalInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     series_max_points=..., capture_content=...)``; every keyword is optional.
     """
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._hooks = HookRegistry()
-        self.settings: Settings | None = None
+    # BaseInstrumentor is a singleton whose __init__ runs on every CoreVitalInstrumentor() call, so
+    # state lives in attributes set by _instrument, never in __init__.
+    _hooks: Any = None  # capture.HookRegistry: every hook added, for uninstrument()
+    settings: Settings | None = None  # the resolved settings of the current instrument() call
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return _instruments
@@ -84,9 +83,14 @@ class CoreVitalInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     def _instrument(self, **kwargs: Any) -> None:
         from transformers.generation.utils import GenerationMixin  # noqa: F401  (fail early if absent)
 
+        # torch and transformers are imported only here, so that loading the entry point of an
+        # environment without them (``opentelemetry-instrument`` checks dependencies after) is safe.
         from ._wrap import GenerateWrapper
+        from .capture import HookRegistry
         from .telemetry import Instruments
 
+        if self._hooks is None:
+            self._hooks = HookRegistry()
         self.settings = Settings.resolve(kwargs)
         tracer = get_tracer(__name__, __version__, kwargs.get("tracer_provider"), schema_url=_SCHEMA_URL)
         meter = get_meter(__name__, __version__, kwargs.get("meter_provider"), schema_url=_SCHEMA_URL)
@@ -97,4 +101,5 @@ class CoreVitalInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         from transformers.generation.utils import GenerationMixin
 
         unwrap(GenerationMixin, "generate")
-        self._hooks.remove_all()
+        if self._hooks is not None:
+            self._hooks.remove_all()

@@ -39,6 +39,7 @@ class GenerationRequest:
     eos_token_ids: tuple[int, ...] = ()
     pad_token_id: int | None = None
     prefill_forwards: int = 1
+    row_stopping: bool = False
     unsupported_reason: str | None = None
     input_ids: torch.Tensor | None = None
     tokenizer: Any = None
@@ -148,6 +149,7 @@ def resolve_request(model: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]
         eos_token_ids=eos_ids,
         pad_token_id=pad,
         prefill_forwards=prefill_forwards,
+        row_stopping=bool(setting("stop_strings") or kwargs.get("stopping_criteria")),
         unsupported_reason=unsupported,
         input_ids=input_ids,
         tokenizer=kwargs.get("tokenizer"),
@@ -185,8 +187,9 @@ def inspect_result(result: Any, request: GenerationRequest) -> GenerationOutcome
         first = is_eos.to(torch.int8).argmax(dim=1) + 1
         lengths = torch.where(has_eos, first, lengths)
     pad = request.pad_token_id
-    if pad is not None and pad not in request.eos_token_ids:
-        # A row a stopping criterion finished early is filled with padding to the batch width.
+    if request.row_stopping and pad is not None and pad not in request.eos_token_ids:
+        # A row that a stop string or a custom criterion finished early is filled with padding to
+        # the batch width (without such criteria, a generated pad token is a real token).
         not_pad = (generated != pad).cpu()
         last_real = width - not_pad.flip(dims=[1]).to(torch.int8).argmax(dim=1)
         last_real = torch.where(not_pad.any(dim=1), last_real, torch.zeros_like(last_real))
