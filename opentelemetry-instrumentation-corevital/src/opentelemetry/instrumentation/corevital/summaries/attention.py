@@ -59,6 +59,11 @@ def summarize_attention(
     log_k = log_k[None, :, None]
     normalized = torch.where(log_k > 0, entropy / log_k.clamp(min=1e-12), torch.zeros_like(entropy))
     concentration = weights.amax(dim=-1)
+    # A layer without weights is NaN throughout; counting its heads would report a false 0.
+    missing = torch.isnan(entropy).all(dim=-1)
+    nan = torch.tensor(float("nan"), device=weights.device)
+    collapsed = torch.where(missing, nan, (normalized < collapsed_threshold).sum(dim=-1).float())
+    focused = torch.where(missing, nan, (concentration > focused_threshold).sum(dim=-1).float())
     stats = torch.stack(
         (
             entropy.mean(dim=-1),
@@ -66,8 +71,8 @@ def summarize_attention(
             entropy.amax(dim=-1),
             normalized.mean(dim=-1),
             concentration.mean(dim=-1),
-            (normalized < collapsed_threshold).sum(dim=-1).float(),
-            (concentration > focused_threshold).sum(dim=-1).float(),
+            collapsed,
+            focused,
         ),
         dim=-1,
     )

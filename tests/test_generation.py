@@ -1,0 +1,69 @@
+"""Reading generate() arguments and results: token counts and finish reasons from tensors."""
+
+from __future__ import annotations
+
+import torch
+from transformers import GenerationConfig
+
+import tiny_models
+from opentelemetry.instrumentation.corevital.generation import inspect_result, resolve_request
+
+
+def request_for(**kwargs):  # type: ignore[no-untyped-def]
+    model = tiny_models.llama()
+    inputs = tiny_models.prompt(batch=2, length=3)
+    return resolve_request(model, (), {**inputs, **kwargs})
+
+
+def test_effective_parameters_kwargs_over_config() -> None:
+    config = GenerationConfig(max_new_tokens=9, do_sample=True, temperature=0.5, top_k=7)
+    request = request_for(generation_config=config, temperature=0.9)
+    assert request.max_new_tokens == 9
+    assert request.temperature == 0.9 and request.top_k == 7
+    assert request.input_tokens == 6 and request.prompt_length == 3
+    assert request.eos_token_ids == (tiny_models.EOS,)
+
+
+def test_max_length_gives_max_new_tokens() -> None:
+    assert request_for(max_length=10).max_new_tokens == 7
+
+
+def test_finish_reasons_and_lengths() -> None:
+    request = request_for(max_new_tokens=4)
+    eos = tiny_models.EOS
+    sequences = torch.tensor([[5, 5, 5, 9, eos, eos, eos], [5, 5, 5, 9, 9, 9, 9]])
+    outcome = inspect_result(sequences, request)
+    assert outcome.output_lengths == [2, 4]
+    assert outcome.finish_reasons == ["stop", "length"]
+    assert outcome.output_tokens == 6
+
+
+def test_batch_stopped_early_without_eos_is_stop() -> None:
+    request = request_for(max_new_tokens=10)
+    outcome = inspect_result(torch.tensor([[5, 5, 5, 9, 9]]), request)
+    assert outcome.finish_reasons == ["stop"]
+
+
+def test_padding_after_a_stop_string_is_not_counted() -> None:
+    model = tiny_models.llama()
+    model.generation_config.pad_token_id = 0
+    request = resolve_request(model, (torch.tensor([[5, 5, 5]]),), {"max_new_tokens": 5, "stop_strings": ["x"]})
+    outcome = inspect_result(torch.tensor([[5, 5, 5, 9, 9, 0, 0, 0]]), request)
+    assert outcome.output_lengths == [2] and outcome.finish_reasons == ["stop"]
+
+
+def test_seq2seq_prompt_is_the_decoder_start() -> None:
+    model = tiny_models.t5()
+    request = resolve_request(model, (), tiny_models.prompt(length=5))
+    assert request.is_encoder_decoder and request.prompt_length == 1 and request.input_tokens == 5
+
+
+def test_odd_arguments_do_not_crash() -> None:
+    model = tiny_models.llama()
+    request = resolve_request(model, ("not a tensor",), {"max_new_tokens": "many", "temperature": object()})
+    assert request.input_tokens is None and request.max_new_tokens == 20
+    assert inspect_result(object(), request).output_lengths == []
+
+
+def test_assisted_decoding_is_marked_unsupported() -> None:
+    assert request_for(assistant_model=tiny_models.llama()).unsupported_reason

@@ -1,0 +1,138 @@
+"""The per-step tensor summaries against straightforward reference computations."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from opentelemetry.instrumentation.corevital.summaries import (
+    ATTENTION_LAYER_FIELDS,
+    HIDDEN_LAYER_FIELDS,
+    LOGIT_FIELDS,
+    chosen_token_surprisal,
+    cosine_to_previous,
+    last_position_layers,
+    summarize_attention,
+    summarize_hidden,
+    summarize_logits,
+)
+
+
+def column(name: str, fields: tuple[str, ...]) -> int:
+    return fields.index(name)
+
+
+def test_logits_reference_values() -> None:
+    torch.manual_seed(0)
+    logits = torch.randn(3, 50) * 3
+    packed, log_probs = summarize_logits(logits)
+    p = torch.softmax(logits.double(), -1).numpy()
+    entropy = -(p * np.log2(p)).sum(-1)
+    top = np.sort(p, -1)[:, ::-1]
+    assert packed.shape == (3, len(LOGIT_FIELDS)) and packed.dtype == torch.float32
+    np.testing.assert_allclose(packed[:, column("entropy", LOGIT_FIELDS)], entropy, rtol=1e-5)
+    np.testing.assert_allclose(packed[:, column("margin", LOGIT_FIELDS)], top[:, 0] - top[:, 1], atol=1e-6)
+    np.testing.assert_allclose(packed[:, column("topk_mass", LOGIT_FIELDS)], top[:, :10].sum(-1), atol=1e-6)
+    np.testing.assert_allclose(packed[:, column("top1_prob", LOGIT_FIELDS)], top[:, 0], atol=1e-6)
+    assert packed[:, column("top1_id", LOGIT_FIELDS)].tolist() == logits.argmax(-1).float().tolist()
+    chosen = torch.tensor([0, 5, 49])
+    expected = -np.log2(p[np.arange(3), chosen.numpy()])
+    np.testing.assert_allclose(chosen_token_surprisal(log_probs, chosen), expected, rtol=1e-5)
+
+
+def test_logits_extremes() -> None:
+    one_hot = torch.full((1, 20), -1e4)
+    one_hot[0, 3] = 1e4
+    uniform = torch.zeros(1, 20)
+    packed, _ = summarize_logits(torch.cat([one_hot, uniform]))
+    entropy = packed[:, column("entropy", LOGIT_FIELDS)]
+    assert entropy[0] == pytest.approx(0.0, abs=1e-6)
+    assert entropy[1] == pytest.approx(math.log2(20), rel=1e-6)
+    assert packed[0, column("margin", LOGIT_FIELDS)] == pytest.approx(1.0)
+    assert packed[1, column("margin", LOGIT_FIELDS)] == pytest.approx(0.0, abs=1e-7)
+
+
+def test_nan_logits_give_nan_metrics() -> None:
+    logits = torch.zeros(2, 10)
+    logits[1, 4] = float("nan")
+    packed, _ = summarize_logits(logits)
+    assert not torch.isnan(packed[0]).any()
+    assert torch.isnan(packed[1, column("entropy", LOGIT_FIELDS)])
+
+
+def test_small_vocabulary_pads_top_k() -> None:
+    packed, _ = summarize_logits(torch.zeros(1, 4))
+    assert packed[0, column("topk_mass", LOGIT_FIELDS)] == pytest.approx(1.0)
+    assert packed[0, column("top5_id", LOGIT_FIELDS)] == -1
+
+
+def test_hidden_reference_values() -> None:
+    torch.manual_seed(1)
+    states = tuple(torch.randn(2, 5, 16) for _ in range(4))  # embeddings + 3 layers
+    layers = last_position_layers(states)
+    assert layers.shape == (3, 2, 16)
+    assert torch.equal(layers[0], states[1][:, -1])
+    stats = summarize_hidden(layers)
+    assert stats.shape == (2, 3, len(HIDDEN_LAYER_FIELDS))
+    x = layers.transpose(0, 1).double()  # [batch, layers, hidden]
+    np.testing.assert_allclose(stats[..., column("l2_norm", HIDDEN_LAYER_FIELDS)], x.norm(dim=-1), rtol=1e-5)
+    np.testing.assert_allclose(stats[..., column("mean", HIDDEN_LAYER_FIELDS)], x.mean(-1), atol=1e-6)
+    np.testing.assert_allclose(stats[..., column("std", HIDDEN_LAYER_FIELDS)], x.std(-1, unbiased=False), rtol=1e-5)
+    np.testing.assert_allclose(stats[..., column("max_abs", HIDDEN_LAYER_FIELDS)], x.abs().amax(-1), rtol=1e-6)
+    assert stats[..., column("nan_count", HIDDEN_LAYER_FIELDS)].sum() == 0
+
+
+def test_hidden_nan_inf_and_clamping() -> None:
+    layers = torch.ones(2, 1, 4)
+    layers[1, 0, 0] = float("nan")
+    layers[1, 0, 1] = float("inf")
+    layers[0, 0, 2] = 5e6
+    stats = summarize_hidden(layers)[0]  # [layers, fields]
+    assert stats[1, column("nan_count", HIDDEN_LAYER_FIELDS)] == 1
+    assert stats[1, column("inf_count", HIDDEN_LAYER_FIELDS)] == 1
+    assert stats[0, column("clipped_count", HIDDEN_LAYER_FIELDS)] == 1
+    assert stats[0, column("max_abs", HIDDEN_LAYER_FIELDS)] == 1e6
+    assert torch.isfinite(stats).all()
+
+
+def test_cosine_to_previous() -> None:
+    a = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    b = torch.tensor([[0.0, 1.0], [2.0, 2.0]])
+    assert torch.isnan(cosine_to_previous(a, None)).all()
+    assert cosine_to_previous(b, a).tolist() == pytest.approx([0.0, 1.0])
+
+
+def test_attention_reference_values() -> None:
+    uniform = torch.full((1, 2, 3, 4), 0.25)  # [batch, heads, queries, keys]
+    one_hot = torch.zeros(1, 2, 3, 4)
+    one_hot[..., 0] = 1.0
+    stats = summarize_attention([uniform, one_hot])
+    assert stats.shape == (1, 2, len(ATTENTION_LAYER_FIELDS))
+    col = lambda name: column(name, ATTENTION_LAYER_FIELDS)  # noqa: E731
+    assert stats[0, 0, col("entropy_mean")] == pytest.approx(math.log(4))
+    assert stats[0, 0, col("entropy_normalized_mean")] == pytest.approx(1.0)
+    assert stats[0, 0, col("collapsed_heads")] == 0
+    assert stats[0, 1, col("entropy_mean")] == pytest.approx(0.0, abs=1e-7)
+    assert stats[0, 1, col("collapsed_heads")] == 2
+    assert stats[0, 1, col("focused_heads")] == 2
+    assert stats[0, 1, col("concentration_mean")] == pytest.approx(1.0)
+
+
+def test_attention_normalises_by_unpadded_keys() -> None:
+    weights = torch.zeros(2, 1, 1, 4)
+    weights[0, 0, 0] = 0.25
+    weights[1, 0, 0, 2:] = 0.5  # row 1 has two padding keys
+    stats = summarize_attention([weights], key_lengths=torch.tensor([4, 2]))
+    normalized = stats[:, 0, column("entropy_normalized_mean", ATTENTION_LAYER_FIELDS)]
+    assert normalized.tolist() == pytest.approx([1.0, 1.0])
+
+
+def test_attention_missing_layer_is_nan() -> None:
+    weights = torch.full((1, 2, 1, 4), 0.25)
+    stats = summarize_attention([weights, None])
+    assert torch.isnan(stats[0, 1]).all() and not torch.isnan(stats[0, 0]).any()
+    with pytest.raises(ValueError):
+        summarize_attention([None])
