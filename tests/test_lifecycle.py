@@ -7,6 +7,7 @@ import threading
 
 import pytest
 import torch
+import transformers
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -183,7 +184,17 @@ def test_concurrent_threads_get_their_own_sessions(instrument, telemetry) -> Non
         thread.start()
     for thread in threads:
         thread.join()
-    steps = sorted(span.attributes[sc.COREVITAL_STEPS] for span in telemetry.spans())
+    spans = telemetry.spans()
+    assert sorted(span.attributes[sc.GEN_AI_USAGE_OUTPUT_TOKENS] for span in spans) == lengths
+    if transformers.__version__.startswith("4."):
+        # transformers 4.x collects hidden states through hooks shared by all threads, so two
+        # concurrent calls on one model can see each other's layers: CoreVital notices and says so.
+        for span in spans:
+            if sc.COREVITAL_ERROR_TYPE in span.attributes:
+                continue
+            assert span.attributes[sc.COREVITAL_STEPS] == span.attributes[sc.GEN_AI_USAGE_OUTPUT_TOKENS]
+        return
+    steps = sorted(span.attributes[sc.COREVITAL_STEPS] for span in spans)
     assert steps == lengths
 
 

@@ -38,7 +38,7 @@ def test_capital_of_france_span(smollm2, instrument, telemetry) -> None:
     assert span.name == f"text_completion {model.name_or_path}"
     assert a[sc.GEN_AI_USAGE_INPUT_TOKENS] == prompt_length
     assert a[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == out.shape[1] - prompt_length  # EOS included
-    assert out[0, -1].item() == tokenizer.eos_token_id
+    assert out[0, -1].item() == model.generation_config.eos_token_id
     assert a[sc.GEN_AI_RESPONSE_FINISH_REASONS] == ("stop",)
     assert a[sc.COREVITAL_STEPS] == a[sc.GEN_AI_USAGE_OUTPUT_TOKENS]
     assert len(a[sc.COREVITAL_HIDDEN_LAYER_L2_NORM_MEAN]) == model.config.num_hidden_layers
@@ -74,6 +74,9 @@ def test_pipeline_chat_one_span(smollm2, instrument, telemetry) -> None:
 
 def test_stop_strings_identical_and_stop(smollm2, instrument, telemetry) -> None:
     model, tokenizer = smollm2
+    if tokenizer.pad_token is None:  # transformers 4.x reads no pad token from the GGUF file
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
     inputs = tokenizer(["Count: one, two, three,", "The alphabet: A, B, C,"], return_tensors="pt", padding=True)
     call = lambda: model.generate(  # noqa: E731
         **inputs, max_new_tokens=30, do_sample=False, stop_strings=["six"], tokenizer=tokenizer

