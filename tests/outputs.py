@@ -15,7 +15,9 @@ def assert_identical(plain: Any, instrumented: Any, path: str = "result") -> Non
         assert plain.dtype == instrumented.dtype, f"{path}: dtype"
         assert torch.equal(plain, instrumented), f"{path}: values differ"
     elif isinstance(plain, dict):
-        assert list(plain.keys()) == list(instrumented.keys()), f"{path}: keys {list(plain)} != {list(instrumented)}"
+        assert list(plain.keys()) == list(instrumented.keys()), (
+            f"{path}: keys {list(plain)} != {list(instrumented)}"
+        )
         for key in plain:
             assert_identical(plain[key], instrumented[key], f"{path}.{key}")
         for key in ("hidden_states", "attentions", "scores", "logits", "decoder_hidden_states"):

@@ -47,7 +47,9 @@ def test_batch_stopped_early_without_eos_is_stop() -> None:
 def test_padding_after_a_stop_string_is_not_counted() -> None:
     model = tiny_models.llama()
     model.generation_config.pad_token_id = 0
-    request = resolve_request(model, (torch.tensor([[5, 5, 5]]),), {"max_new_tokens": 5, "stop_strings": ["x"]})
+    request = resolve_request(
+        model, (torch.tensor([[5, 5, 5]]),), {"max_new_tokens": 5, "stop_strings": ["x"]}
+    )
     outcome = inspect_result(torch.tensor([[5, 5, 5, 9, 9, 0, 0, 0]]), request)
     assert outcome.output_lengths == [2] and outcome.finish_reasons == ["stop"]
 

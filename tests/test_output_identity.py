@@ -123,7 +123,9 @@ def test_streamer_sees_the_same_tokens(instrument, telemetry) -> None:
     plain_streamer, instrumented_streamer = CollectingStreamer(), CollectingStreamer()
     plain = model.generate(**inputs, max_new_tokens=10, do_sample=False, streamer=plain_streamer)
     instrument()
-    instrumented = model.generate(**inputs, max_new_tokens=10, do_sample=False, streamer=instrumented_streamer)
+    instrumented = model.generate(
+        **inputs, max_new_tokens=10, do_sample=False, streamer=instrumented_streamer
+    )
     assert_identical(plain, instrumented)
     assert plain_streamer.chunks == instrumented_streamer.chunks
     assert instrumented_streamer.ended == 1
@@ -139,4 +141,3 @@ def test_pipeline_identical_and_one_span(instrument, telemetry) -> None:
     instrumented = generator(text, max_new_tokens=8, do_sample=False)
     assert plain == instrumented
     assert_captured(telemetry, "hidden")
-

@@ -95,7 +95,8 @@ def test_opentelemetry_instrument_prints_one_span_per_generate(fresh_venv: Path,
     env.update({"OTEL_SERVICE_NAME": "package-test", "HF_HUB_OFFLINE": "1"})
     result = run(
         [str(fresh_venv / "bin" / "opentelemetry-instrument"), "--traces_exporter", "console",
-         "--metrics_exporter", "none", "--logs_exporter", "none", str(fresh_venv / "bin" / "python"), str(app)],
+         "--metrics_exporter", "none", "--logs_exporter", "none",
+         str(fresh_venv / "bin" / "python"), str(app)],
         env=env, cwd=tmp_path,
     )  # fmt: skip
     counts = json.loads(result.stderr.split("COUNTS ", 1)[1].splitlines()[0])

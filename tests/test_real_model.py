@@ -77,7 +77,9 @@ def test_stop_strings_identical_and_stop(smollm2, instrument, telemetry) -> None
     if tokenizer.pad_token is None:  # transformers 4.x reads no pad token from the GGUF file
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
-    inputs = tokenizer(["Count: one, two, three,", "The alphabet: A, B, C,"], return_tensors="pt", padding=True)
+    inputs = tokenizer(
+        ["Count: one, two, three,", "The alphabet: A, B, C,"], return_tensors="pt", padding=True
+    )
     call = lambda: model.generate(  # noqa: E731
         **inputs, max_new_tokens=30, do_sample=False, stop_strings=["six"], tokenizer=tokenizer
     )
@@ -110,7 +112,9 @@ def test_streamer_and_seeded_sampling(smollm2, instrument, telemetry) -> None:
         if i == 1:
             instrument()
         torch.manual_seed(11)
-        outputs.append(model.generate(**inputs, max_new_tokens=24, do_sample=True, temperature=0.9, streamer=streamer))
+        outputs.append(
+            model.generate(**inputs, max_new_tokens=24, do_sample=True, temperature=0.9, streamer=streamer)
+        )
     assert_identical(outputs[0], outputs[1])
     assert streams[0].ids == streams[1].ids
     assert telemetry.span().attributes[sc.GEN_AI_REQUEST_TEMPERATURE] == pytest.approx(0.9)

@@ -7,14 +7,15 @@ import math
 
 import pytest
 import torch
+from opentelemetry.trace import SpanKind, StatusCode
 
 import tiny_models
 from opentelemetry.instrumentation.corevital import semconv as sc
-from opentelemetry.trace import SpanKind, StatusCode
 from tiny_tokenizer import tiny_tokenizer
 
 SERIES_STATS = [
-    (sc.COREVITAL_ENTROPY_MEAN, sc.COREVITAL_ENTROPY_MIN, sc.COREVITAL_ENTROPY_MAX, sc.COREVITAL_ENTROPY_SERIES),
+    (sc.COREVITAL_ENTROPY_MEAN, sc.COREVITAL_ENTROPY_MIN, sc.COREVITAL_ENTROPY_MAX,
+     sc.COREVITAL_ENTROPY_SERIES),
     (sc.COREVITAL_MARGIN_MEAN, sc.COREVITAL_MARGIN_MIN, sc.COREVITAL_MARGIN_MAX, sc.COREVITAL_MARGIN_SERIES),
     (sc.COREVITAL_TOPK_MASS_MEAN, sc.COREVITAL_TOPK_MASS_MIN, sc.COREVITAL_TOPK_MASS_MAX,
      sc.COREVITAL_TOPK_MASS_SERIES),
@@ -31,7 +32,8 @@ HIDDEN_STATS = [
 ]  # fmt: skip
 HIDDEN_LAYER_FLOATS = [
     sc.COREVITAL_HIDDEN_LAYER_L2_NORM_MEAN, sc.COREVITAL_HIDDEN_LAYER_L2_NORM_MAX,
-    sc.COREVITAL_HIDDEN_LAYER_STD_MEAN, sc.COREVITAL_HIDDEN_LAYER_MEAN_MEAN, sc.COREVITAL_HIDDEN_LAYER_MAX_ABS,
+    sc.COREVITAL_HIDDEN_LAYER_STD_MEAN, sc.COREVITAL_HIDDEN_LAYER_MEAN_MEAN,
+    sc.COREVITAL_HIDDEN_LAYER_MAX_ABS,
 ]  # fmt: skip
 HIDDEN_LAYER_INTS = [sc.COREVITAL_HIDDEN_LAYER_NAN_COUNT, sc.COREVITAL_HIDDEN_LAYER_INF_COUNT]
 ATTENTION_STATS = [
@@ -153,7 +155,9 @@ def test_padded_batch_one_series_per_sequence_cut_at_eos(instrument, telemetry) 
     inputs = tiny_models.prompt(batch=3, padded=True)
     instrument()
     # EOS suppressed for the first 3 tokens only, so rows end at different steps
-    out = model.generate(**inputs, max_new_tokens=25, do_sample=True, min_new_tokens=3, num_return_sequences=1)
+    out = model.generate(
+        **inputs, max_new_tokens=25, do_sample=True, min_new_tokens=3, num_return_sequences=1
+    )
     span = telemetry.span()
     a = span.attributes
     generated = out[:, inputs["input_ids"].shape[1] :]
@@ -178,7 +182,9 @@ def test_padded_batch_one_series_per_sequence_cut_at_eos(instrument, telemetry) 
 def test_sampling_request_parameters(instrument, telemetry) -> None:
     model = tiny_models.llama()
     instrument()
-    model.generate(**tiny_models.prompt(), max_new_tokens=4, do_sample=True, temperature=0.7, top_p=0.8, top_k=11)
+    model.generate(
+        **tiny_models.prompt(), max_new_tokens=4, do_sample=True, temperature=0.7, top_p=0.8, top_k=11
+    )
     a = telemetry.span().attributes
     assert a[sc.GEN_AI_REQUEST_TEMPERATURE] == pytest.approx(0.7)
     assert a[sc.GEN_AI_REQUEST_TOP_P] == pytest.approx(0.8)
@@ -232,7 +238,8 @@ def test_metrics(instrument, telemetry) -> None:
         sc.GEN_AI_REQUEST_MODEL: "LlamaForCausalLM",
     }
     usage = {
-        p.attributes[sc.GEN_AI_TOKEN_TYPE]: p for p in metrics[sc.METRIC_GEN_AI_CLIENT_TOKEN_USAGE].data.data_points
+        p.attributes[sc.GEN_AI_TOKEN_TYPE]: p
+        for p in metrics[sc.METRIC_GEN_AI_CLIENT_TOKEN_USAGE].data.data_points
     }
     assert usage["input"].sum == a[sc.GEN_AI_USAGE_INPUT_TOKENS]
     assert usage["output"].sum == a[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == 12

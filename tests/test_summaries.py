@@ -80,8 +80,12 @@ def test_hidden_reference_values() -> None:
     x = layers.transpose(0, 1).double()  # [batch, layers, hidden]
     np.testing.assert_allclose(stats[..., column("l2_norm", HIDDEN_LAYER_FIELDS)], x.norm(dim=-1), rtol=1e-5)
     np.testing.assert_allclose(stats[..., column("mean", HIDDEN_LAYER_FIELDS)], x.mean(-1), atol=1e-6)
-    np.testing.assert_allclose(stats[..., column("std", HIDDEN_LAYER_FIELDS)], x.std(-1, unbiased=False), rtol=1e-5)
-    np.testing.assert_allclose(stats[..., column("max_abs", HIDDEN_LAYER_FIELDS)], x.abs().amax(-1), rtol=1e-6)
+    np.testing.assert_allclose(
+        stats[..., column("std", HIDDEN_LAYER_FIELDS)], x.std(-1, unbiased=False), rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        stats[..., column("max_abs", HIDDEN_LAYER_FIELDS)], x.abs().amax(-1), rtol=1e-6
+    )
     assert stats[..., column("nan_count", HIDDEN_LAYER_FIELDS)].sum() == 0
 
 

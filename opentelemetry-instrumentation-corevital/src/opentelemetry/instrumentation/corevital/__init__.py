@@ -65,7 +65,7 @@ _GENERATE_NAME = "GenerationMixin.generate"
 _SCHEMA_URL = "https://opentelemetry.io/schemas/1.37.0"
 
 
-class CoreVitalInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+class CoreVitalInstrumentor(BaseInstrumentor):
     """Instruments ``transformers`` ``GenerationMixin.generate`` with CoreVital telemetry.
 
     ``instrument(tracer_provider=..., meter_provider=..., logger_provider=..., capture=...,

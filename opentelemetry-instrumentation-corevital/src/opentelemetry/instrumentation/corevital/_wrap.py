@@ -16,9 +16,10 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from opentelemetry import trace
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
+
+from opentelemetry import trace
 
 from . import semconv as sc
 from .capture import CaptureSession, HookRegistry, active_session
@@ -67,14 +68,18 @@ class _OncePerKind:
 class GenerateWrapper:
     """``wrapt`` wrapper of ``GenerationMixin.generate``."""
 
-    def __init__(self, tracer: Tracer, instruments: Instruments, settings: Settings, hooks: HookRegistry) -> None:
+    def __init__(
+        self, tracer: Tracer, instruments: Instruments, settings: Settings, hooks: HookRegistry
+    ) -> None:
         self._tracer = tracer
         self._instruments = instruments
         self._settings = settings
         self._hooks = hooks
         self._log_once = _OncePerKind()
 
-    def __call__(self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def __call__(
+        self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         if instance is None or _IN_GENERATE.get() or not is_instrumentation_enabled():
             return wrapped(*args, **kwargs)
         token = _IN_GENERATE.set(True)
@@ -94,39 +99,74 @@ class GenerateWrapper:
             self._log_once(where, exc)
             errors.append(type(exc).__qualname__)
 
-        request = self._guard(internal_error, "reading the generate() arguments", resolve_request, model, args, kwargs)
+        request = self._guard(
+            internal_error, "reading the generate() arguments", resolve_request, model, args, kwargs
+        )
         if request is None:
             request = GenerationRequest(model_name=model_name(model))
-        attributes = self._guard(internal_error, "building request attributes", request_attributes, request) or {}
-        span = self._tracer.start_span(
-            f"{sc.GEN_AI_OPERATION_TEXT_COMPLETION} {request.model_name}", kind=SpanKind.INTERNAL, attributes=attributes
+        attributes = (
+            self._guard(internal_error, "building request attributes", request_attributes, request) or {}
         )
-        session = self._guard(internal_error, "preparing the capture", self._open_session, model, request, span.is_recording(), internal_error)
+        span = self._tracer.start_span(
+            f"{sc.GEN_AI_OPERATION_TEXT_COMPLETION} {request.model_name}",
+            kind=SpanKind.INTERNAL,
+            attributes=attributes,
+        )
+        session = self._guard(
+            internal_error,
+            "preparing the capture",
+            self._open_session,
+            model,
+            request,
+            span.is_recording(),
+            internal_error,
+        )
         restore_attention = None
         if session is not None and session.level is CaptureLevel.ATTENTION:
-            restore_attention = self._guard(internal_error, "switching to eager attention", _use_eager_attention, model)
+            restore_attention = self._guard(
+                internal_error, "switching to eager attention", _use_eager_attention, model
+            )
 
         capture = active_session(session) if session is not None else contextlib.nullcontext()
         try:
-            with trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
-                with capture:
-                    result = wrapped(*args, **kwargs)
+            with (
+                trace.use_span(
+                    span, end_on_exit=False, record_exception=False, set_status_on_exception=False
+                ),
+                capture,
+            ):
+                result = wrapped(*args, **kwargs)
         except BaseException as exc:
             if restore_attention is not None:
                 self._guard(internal_error, "restoring the attention implementation", restore_attention)
-            self._guard(internal_error, "recording the model's exception", self._record_failure, span, request, exc, started, errors)
+            self._guard(
+                internal_error,
+                "recording the model's exception",
+                self._record_failure,
+                span,
+                request,
+                exc,
+                started,
+                errors,
+            )
             span.end()
             raise
         if restore_attention is not None:
             self._guard(internal_error, "restoring the attention implementation", restore_attention)
-        self._guard(internal_error, "writing telemetry", self._record_success, span, request, session, result, started)
+        self._guard(
+            internal_error, "writing telemetry", self._record_success, span, request, session, result, started
+        )
         if errors:
             span.set_attribute(sc.COREVITAL_ERROR_TYPE, errors[0])
         span.end()
         return result
 
     def _open_session(
-        self, model: Any, request: GenerationRequest, recording: bool, internal_error: Callable[[str, BaseException], None]
+        self,
+        model: Any,
+        request: GenerationRequest,
+        recording: bool,
+        internal_error: Callable[[str, BaseException], None],
     ) -> CaptureSession:
         self._hooks.ensure(model)
         level: CaptureLevel | None = self._settings.capture if recording else None
@@ -144,7 +184,12 @@ class GenerateWrapper:
         )
 
     def _record_success(
-        self, span: trace.Span, request: GenerationRequest, session: CaptureSession | None, result: Any, started: float
+        self,
+        span: trace.Span,
+        request: GenerationRequest,
+        session: CaptureSession | None,
+        result: Any,
+        started: float,
     ) -> None:
         duration = time.perf_counter() - started
         outcome: GenerationOutcome = inspect_result(result, request)
@@ -153,7 +198,12 @@ class GenerateWrapper:
             first_token = session.timing.first_token - started
         context = trace.set_span_in_context(span)
         self._instruments.record_call(
-            request, outcome, duration=duration, time_to_first_token=first_token, error_type=None, context=context
+            request,
+            outcome,
+            duration=duration,
+            time_to_first_token=first_token,
+            error_type=None,
+            context=context,
         )
         if not span.is_recording():
             return
@@ -172,7 +222,12 @@ class GenerateWrapper:
             self._instruments.record_entropy(request, sequence.series.get(SERIES_ENTROPY, ()), context)
 
     def _record_failure(
-        self, span: trace.Span, request: GenerationRequest, exc: BaseException, started: float, errors: list[str]
+        self,
+        span: trace.Span,
+        request: GenerationRequest,
+        exc: BaseException,
+        started: float,
+        errors: list[str],
     ) -> None:
         error_type = type(exc).__qualname__
         self._instruments.record_call(
@@ -203,7 +258,7 @@ class GenerateWrapper:
 
 def _use_eager_attention(model: Any) -> Callable[[], None] | None:
     """Switch ``model`` to eager attention (the only kernel that returns weights); return the undo."""
-    config = getattr(model, "config", None)
+    config: Any = getattr(model, "config", None)
     current = getattr(config, "_attn_implementation", None)
     if current in (None, "eager"):
         return None
@@ -217,4 +272,3 @@ def _use_eager_attention(model: Any) -> Callable[[], None] | None:
         config._attn_implementation = current
 
     return restore
-

@@ -64,7 +64,9 @@ class GenerationOutcome:
 
 def model_name(model: Any) -> str:
     """The model's ``name_or_path`` (what ``from_pretrained`` was given), else its class name."""
-    name = getattr(model, "name_or_path", None) or getattr(getattr(model, "config", None), "_name_or_path", "")
+    name = getattr(model, "name_or_path", None) or getattr(
+        getattr(model, "config", None), "_name_or_path", ""
+    )
     return str(name) if name else type(model).__name__
 
 

@@ -134,4 +134,19 @@ COREVITAL_TOP_TOKEN_IDS: Final = "corevital.top_tokens.ids"
 # --- CoreVital: events and metrics ----------------------------------------------------------
 EVENT_COREVITAL_SEQUENCE: Final = "corevital.sequence"
 METRIC_COREVITAL_STEP_ENTROPY: Final = "corevital.step.entropy"
-BUCKETS_COREVITAL_STEP_ENTROPY: Final = (0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 16.0)
+BUCKETS_COREVITAL_STEP_ENTROPY: Final = (
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    1.5,
+    2.0,
+    3.0,
+    4.0,
+    5.0,
+    6.0,
+    8.0,
+    10.0,
+    12.0,
+    16.0,
+)

@@ -304,4 +304,3 @@ def _drop_outputs(output: Any, keys: tuple[str, ...]) -> None:
             collections.OrderedDict.__delitem__(output, key)
         if getattr(output, key, None) is not None:
             object.__setattr__(output, key, None)
-

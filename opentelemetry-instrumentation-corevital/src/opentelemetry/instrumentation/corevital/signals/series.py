@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 Reduction = Literal["mean", "min", "max", "sum"]
+_NAN_REDUCTIONS: dict[str, Callable[..., Any]] = {"mean": np.nanmean, "min": np.nanmin, "max": np.nanmax}
 
 
 @dataclass(frozen=True)
@@ -56,14 +57,13 @@ def layer_aggregate(per_step: np.ndarray, reduction: Reduction) -> np.ndarray:
         raise ValueError(f"expected a [steps, layers] array, got shape {array.shape}")
     if array.shape[0] == 0:
         return np.full(array.shape[1], np.nan)
-    masked = np.where(np.isnan(array), np.nan, array)
     if reduction == "sum":
-        return np.nansum(masked, axis=0)
-    finite_any = ~np.all(np.isnan(masked), axis=0)
+        return np.nansum(array, axis=0)
+    finite_any = ~np.all(np.isnan(array), axis=0)
     out = np.full(array.shape[1], np.nan)
     if finite_any.any():
-        fn = {"mean": np.nanmean, "min": np.nanmin, "max": np.nanmax}[reduction]
-        out[finite_any] = fn(masked[:, finite_any], axis=0)
+        reduce = _NAN_REDUCTIONS[reduction]
+        out[finite_any] = reduce(array[:, finite_any], axis=0)
     return out
 
 

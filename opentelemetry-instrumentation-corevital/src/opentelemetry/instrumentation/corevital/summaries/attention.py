@@ -45,9 +45,7 @@ def summarize_attention(
         raise ValueError("the model returned no attention weights")
     if len(present) != len(attentions):
         template = present[0][:, :, -1]
-        rows = [
-            a[:, :, -1] if a is not None else torch.full_like(template, float("nan")) for a in attentions
-        ]
+        rows = [a[:, :, -1] if a is not None else torch.full_like(template, float("nan")) for a in attentions]
     else:
         rows = [a[:, :, -1] for a in present]
     weights = torch.stack(rows).float()  # [layers, batch, heads, keys]

@@ -13,6 +13,7 @@ from .. import report as rep
 from .. import semconv as sc
 from ..generation import GenerationOutcome, GenerationRequest
 from ..signals import downsample, layer_aggregate, pooled, series_stats
+from ..signals.series import Reduction
 
 Attributes = dict[str, Any]
 
@@ -57,7 +58,7 @@ _SERIES_KEYS: dict[str, tuple[str, str, str, str]] = {
 }  # fmt: skip
 
 # (report field, reduction over steps, attribute key, as integers)
-_HIDDEN_LAYER_KEYS: tuple[tuple[str, str, str, bool], ...] = (
+_HIDDEN_LAYER_KEYS: tuple[tuple[str, Reduction, str, bool], ...] = (
     ("l2_norm", "mean", sc.COREVITAL_HIDDEN_LAYER_L2_NORM_MEAN, False),
     ("l2_norm", "max", sc.COREVITAL_HIDDEN_LAYER_L2_NORM_MAX, False),
     ("std", "mean", sc.COREVITAL_HIDDEN_LAYER_STD_MEAN, False),
@@ -66,7 +67,7 @@ _HIDDEN_LAYER_KEYS: tuple[tuple[str, str, str, bool], ...] = (
     ("nan_count", "sum", sc.COREVITAL_HIDDEN_LAYER_NAN_COUNT, True),
     ("inf_count", "sum", sc.COREVITAL_HIDDEN_LAYER_INF_COUNT, True),
 )
-_ATTENTION_LAYER_KEYS: tuple[tuple[str, str, str, bool], ...] = (
+_ATTENTION_LAYER_KEYS: tuple[tuple[str, Reduction, str, bool], ...] = (
     ("entropy_mean", "mean", sc.COREVITAL_ATTENTION_LAYER_ENTROPY_MEAN, False),
     ("entropy_min", "min", sc.COREVITAL_ATTENTION_LAYER_ENTROPY_MIN, False),
     ("entropy_max", "max", sc.COREVITAL_ATTENTION_LAYER_ENTROPY_MAX, False),
@@ -209,7 +210,7 @@ def _layer_attributes(sequences: Sequence[rep.SequenceReport], hidden_size: int)
             per_step = pooled(getattr(s, source)[field] for s in sequences)
             if per_step.ndim != 2:
                 continue
-            values = layer_aggregate(per_step, reduction)  # type: ignore[arg-type]
+            values = layer_aggregate(per_step, reduction)
             out[key] = [int(v) for v in values] if integer else _rounded_list(values)
     if sequences[0].hidden_layers:
         nan = pooled(s.hidden_layers["nan_count"] for s in sequences)
@@ -217,8 +218,8 @@ def _layer_attributes(sequences: Sequence[rep.SequenceReport], hidden_size: int)
         clipped = pooled(s.hidden_layers["clipped_count"] for s in sequences)
         out[sc.COREVITAL_HIDDEN_NAN_COUNT] = int(np.nansum(nan))
         out[sc.COREVITAL_HIDDEN_INF_COUNT] = int(np.nansum(inf))
-        values = clipped.size * max(hidden_size, 1)
-        out[sc.COREVITAL_HIDDEN_CLIP_FRACTION] = float(np.nansum(clipped) / values) if values else 0.0
+        seen = clipped.size * max(hidden_size, 1)
+        out[sc.COREVITAL_HIDDEN_CLIP_FRACTION] = float(np.nansum(clipped) / seen) if seen else 0.0
     return out
 
 

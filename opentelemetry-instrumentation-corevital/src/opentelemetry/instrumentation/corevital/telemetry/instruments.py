@@ -26,20 +26,30 @@ class Instruments:
 
     def __init__(self, meter: Meter) -> None:
         self.operation_duration = _histogram(
-            meter, sc.METRIC_GEN_AI_CLIENT_OPERATION_DURATION, "s", "GenAI operation duration",
+            meter,
+            sc.METRIC_GEN_AI_CLIENT_OPERATION_DURATION,
+            "s",
+            "GenAI operation duration",
             sc.BUCKETS_GEN_AI_CLIENT_OPERATION_DURATION,
         )
         self.token_usage = _histogram(
-            meter, sc.METRIC_GEN_AI_CLIENT_TOKEN_USAGE, "{token}", "Number of input and output tokens used",
+            meter,
+            sc.METRIC_GEN_AI_CLIENT_TOKEN_USAGE,
+            "{token}",
+            "Number of input and output tokens used",
             sc.BUCKETS_GEN_AI_CLIENT_TOKEN_USAGE,
         )
         self.time_to_first_token = _histogram(
-            meter, sc.METRIC_GEN_AI_SERVER_TIME_TO_FIRST_TOKEN, "s",
+            meter,
+            sc.METRIC_GEN_AI_SERVER_TIME_TO_FIRST_TOKEN,
+            "s",
             "Time to generate the first token (prefill), measured in process",
             sc.BUCKETS_GEN_AI_SERVER_TIME_TO_FIRST_TOKEN,
         )
         self.time_per_output_token = _histogram(
-            meter, sc.METRIC_GEN_AI_SERVER_TIME_PER_OUTPUT_TOKEN, "s",
+            meter,
+            sc.METRIC_GEN_AI_SERVER_TIME_PER_OUTPUT_TOKEN,
+            "s",
             "Time per output token after the first, measured in process",
             sc.BUCKETS_GEN_AI_SERVER_TIME_PER_OUTPUT_TOKEN,
         )
@@ -72,11 +82,15 @@ class Instruments:
             return
         if request.input_tokens is not None:
             self.token_usage.record(
-                request.input_tokens, {**attributes, sc.GEN_AI_TOKEN_TYPE: sc.GEN_AI_TOKEN_TYPE_INPUT}, context
+                request.input_tokens,
+                {**attributes, sc.GEN_AI_TOKEN_TYPE: sc.GEN_AI_TOKEN_TYPE_INPUT},
+                context,
             )
         if outcome.output_lengths:
             self.token_usage.record(
-                outcome.output_tokens, {**attributes, sc.GEN_AI_TOKEN_TYPE: sc.GEN_AI_TOKEN_TYPE_OUTPUT}, context
+                outcome.output_tokens,
+                {**attributes, sc.GEN_AI_TOKEN_TYPE: sc.GEN_AI_TOKEN_TYPE_OUTPUT},
+                context,
             )
         if time_to_first_token is not None:
             self.time_to_first_token.record(time_to_first_token, attributes, context=context)
@@ -86,7 +100,9 @@ class Instruments:
                     (duration - time_to_first_token) / decode_tokens, attributes, context=context
                 )
 
-    def record_entropy(self, request: GenerationRequest, values: Iterable[float], context: Context | None) -> None:
+    def record_entropy(
+        self, request: GenerationRequest, values: Iterable[float], context: Context | None
+    ) -> None:
         """One histogram sample per decoding step of every returned sequence."""
         attributes = {sc.GEN_AI_REQUEST_MODEL: request.model_name}
         record = self.step_entropy.record
