@@ -69,3 +69,15 @@ def test_odd_arguments_do_not_crash() -> None:
 
 def test_assisted_decoding_is_marked_unsupported() -> None:
     assert request_for(assistant_model=tiny_models.llama()).unsupported_reason
+
+
+def test_model_name_hub_id_kept_local_path_reduced() -> None:
+    from opentelemetry.instrumentation.corevital.generation import model_name
+
+    model = tiny_models.llama()
+    model.name_or_path = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert model_name(model) == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    model.name_or_path = "/opt/models/SmolLM2-135M-Instruct/"
+    assert model_name(model) == "SmolLM2-135M-Instruct"
+    model.name_or_path = ""
+    assert model_name(model) == "LlamaForCausalLM"

@@ -8,6 +8,7 @@ from the tensors, never estimated.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,11 +64,21 @@ class GenerationOutcome:
 
 
 def model_name(model: Any) -> str:
-    """The model's ``name_or_path`` (what ``from_pretrained`` was given), else its class name."""
+    """The model's ``name_or_path`` (what ``from_pretrained`` was given), else its class name.
+
+    A hub id (``HuggingFaceTB/SmolLM2-135M-Instruct``) is kept as it is; a local directory is
+    reduced to its last component, so that metric attributes do not carry install paths (which
+    differ between machines and would split one model into many time series).
+    """
     name = getattr(model, "name_or_path", None) or getattr(
         getattr(model, "config", None), "_name_or_path", ""
     )
-    return str(name) if name else type(model).__name__
+    if not name:
+        return type(model).__name__
+    text = str(name)
+    if os.path.isabs(text) or text.startswith((".", "~")) or os.path.isdir(text):
+        return os.path.basename(os.path.normpath(text)) or text
+    return text
 
 
 def resolve_request(model: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> GenerationRequest:
