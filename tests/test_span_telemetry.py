@@ -83,7 +83,7 @@ def test_greedy_span_attributes_names_and_types(instrument, telemetry) -> None:
     for key in (sc.GEN_AI_REQUEST_TEMPERATURE, sc.GEN_AI_REQUEST_TOP_P, sc.GEN_AI_REQUEST_TOP_K):
         assert key not in a  # greedy: sampling parameters do not apply
     assert a[sc.COREVITAL_CAPTURE_LEVEL] == "hidden"
-    assert a[sc.COREVITAL_SEQUENCES] == 1
+    assert a[sc.COREVITAL_SEQUENCE_COUNT] == 1
     assert a[sc.COREVITAL_STEPS] == expected_output
     assert a[sc.COREVITAL_SERIES_SEQUENCE_INDEX] == 0
     assert a[sc.COREVITAL_SERIES_STEP_STRIDE] == 1
@@ -101,7 +101,8 @@ def test_greedy_span_attributes_names_and_types(instrument, telemetry) -> None:
     assert math.isnan(cosines[0]) and all(-1.0001 <= c <= 1.0001 for c in cosines[1:])
     assert all(0 <= e <= math.log2(tiny_models.VOCAB) + 1e-4 for e in a[sc.COREVITAL_ENTROPY_SERIES])
     assert not any(k.startswith("corevital.attention") for k in a)
-    assert not span.events  # batch of one: everything is on the span
+    # batch of one: the read-out is on the span, no per-sequence event
+    assert not [e for e in span.events if e.name == sc.EVENT_COREVITAL_SEQUENCE]
 
 
 def test_surprisal_matches_the_returned_tokens(instrument, telemetry) -> None:
@@ -167,7 +168,7 @@ def test_padded_batch_one_series_per_sequence_cut_at_eos(instrument, telemetry) 
         lengths.append(int(eos[0]) + 1 if len(eos) else len(row))
     assert a[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == sum(lengths)
     assert a[sc.GEN_AI_USAGE_INPUT_TOKENS] == int(inputs["attention_mask"].sum())
-    assert a[sc.COREVITAL_SEQUENCES] == 3
+    assert a[sc.COREVITAL_SEQUENCE_COUNT] == 3
     events = [e for e in span.events if e.name == sc.EVENT_COREVITAL_SEQUENCE]
     assert [e.attributes[sc.COREVITAL_SEQUENCE_INDEX] for e in events] == [0, 1, 2]
     for event, length in zip(events, lengths, strict=True):
@@ -255,7 +256,9 @@ def test_metrics(instrument, telemetry) -> None:
         for point in metric.data.data_points:
             assert set(point.attributes) <= {
                 sc.GEN_AI_OPERATION_NAME, sc.GEN_AI_PROVIDER_NAME, sc.GEN_AI_REQUEST_MODEL,
-                sc.GEN_AI_TOKEN_TYPE, sc.ERROR_TYPE,
+                sc.GEN_AI_TOKEN_TYPE, sc.ERROR_TYPE, sc.COREVITAL_FLAG_NAME,
+                sc.COREVITAL_COMPOUND_SIGNAL_NAME, sc.COREVITAL_EARLY_WARNING_SIGNAL,
+                sc.COREVITAL_INTERVENTION_SIGNAL,
             }  # fmt: skip
 
 

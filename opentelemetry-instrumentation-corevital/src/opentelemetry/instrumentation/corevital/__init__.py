@@ -46,6 +46,7 @@ import logging
 from collections.abc import Collection
 from typing import Any
 
+from opentelemetry._logs import get_logger
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.instrumentation.utils import unwrap
 from opentelemetry.metrics import get_meter
@@ -94,7 +95,17 @@ class CoreVitalInstrumentor(BaseInstrumentor):
         self.settings = Settings.resolve(kwargs)
         tracer = get_tracer(__name__, __version__, kwargs.get("tracer_provider"), schema_url=_SCHEMA_URL)
         meter = get_meter(__name__, __version__, kwargs.get("meter_provider"), schema_url=_SCHEMA_URL)
-        wrapper = GenerateWrapper(tracer, Instruments(meter), self.settings, self._hooks)
+        event_logger = get_logger(
+            __name__, __version__, kwargs.get("logger_provider"), schema_url=_SCHEMA_URL
+        )
+        wrapper = GenerateWrapper(
+            tracer,
+            Instruments(meter),
+            self.settings,
+            self._hooks,
+            logger=event_logger,
+            calibration=_load_calibration(self.settings.calibration_profile),
+        )
         wrap_function_wrapper(_GENERATE_MODULE, _GENERATE_NAME, wrapper)
 
     def _uninstrument(self, **kwargs: Any) -> None:
@@ -103,3 +114,16 @@ class CoreVitalInstrumentor(BaseInstrumentor):
         unwrap(GenerationMixin, "generate")
         if self._hooks is not None:
             self._hooks.remove_all()
+
+
+def _load_calibration(path: str | None) -> Any:
+    """The calibration profile at ``path``; a bad one is reported once and ignored, never fatal."""
+    if path is None:
+        return None
+    from .signals.calibration import CalibrationProfile, ProfileError
+
+    try:
+        return CalibrationProfile.load(path)
+    except ProfileError as exc:
+        logger.warning("CoreVital: ignoring the calibration profile: %s", exc)
+        return None

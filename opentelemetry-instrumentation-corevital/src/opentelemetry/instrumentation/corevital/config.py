@@ -19,6 +19,22 @@ logger = logging.getLogger(__name__)
 ENV_CAPTURE = "OTEL_INSTRUMENTATION_COREVITAL_CAPTURE"
 ENV_SERIES_MAX_POINTS = "OTEL_INSTRUMENTATION_COREVITAL_SERIES_MAX_POINTS"
 ENV_CAPTURE_MESSAGE_CONTENT = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+ENV_STOP_ON = "OTEL_INSTRUMENTATION_COREVITAL_STOP_ON"
+ENV_PROFILES_DIR = "OTEL_INSTRUMENTATION_COREVITAL_PROFILES_DIR"
+ENV_CALIBRATION_PROFILE = "OTEL_INSTRUMENTATION_COREVITAL_CALIBRATION_PROFILE"
+
+#: Signals that can stop a sequence (they are detected while it is generated), with short aliases.
+STOPPABLE_SIGNALS: tuple[str, ...] = (
+    "repetition_loop",
+    "nan_detected",
+    "inf_detected",
+    "entropy_accelerating",
+    "margin_collapsed",
+    "margin_declining",
+    "surprisal_volatile",
+    "entropy_margin_divergence",
+)
+_SIGNAL_ALIASES = {"nan": "nan_detected", "inf": "inf_detected", "repetition": "repetition_loop"}
 
 _TRUE = frozenset({"true", "1", "yes", "on", "span_only", "span_and_event"})
 _FALSE = frozenset({"false", "0", "no", "off", "no_content", "event_only", ""})
@@ -52,6 +68,9 @@ class Settings:
     capture: CaptureLevel = CaptureLevel.HIDDEN
     series_max_points: int = 256
     capture_content: bool = False
+    stop_on: frozenset[str] = frozenset()
+    profiles_dir: str | None = None
+    calibration_profile: str | None = None
 
     @classmethod
     def resolve(cls, options: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Settings:
@@ -71,6 +90,19 @@ class Settings:
             capture_content=_pick(
                 options.get("capture_content"), env.get(ENV_CAPTURE_MESSAGE_CONTENT), "capture_content",
                 ENV_CAPTURE_MESSAGE_CONTENT, _parse_bool, default.capture_content, "true or false",
+            ),
+            stop_on=_pick(
+                options.get("stop_on"), env.get(ENV_STOP_ON), "stop_on", ENV_STOP_ON, _parse_signals,
+                default.stop_on, "a comma-separated list of " + ", ".join(STOPPABLE_SIGNALS),
+            ),
+            profiles_dir=_pick(
+                options.get("profiles_dir"), env.get(ENV_PROFILES_DIR), "profiles_dir", ENV_PROFILES_DIR,
+                _parse_directory, default.profiles_dir, "an existing directory of *.yaml model profiles",
+            ),
+            calibration_profile=_pick(
+                options.get("calibration_profile"), env.get(ENV_CALIBRATION_PROFILE), "calibration_profile",
+                ENV_CALIBRATION_PROFILE, _parse_file, default.calibration_profile,
+                "the path of a calibration profile JSON file (corevital calibrate --out)",
             ),
         )  # fmt: skip
 
@@ -126,3 +158,27 @@ def _parse_bool(value: Any) -> bool:
     if text in _FALSE:
         return False
     raise ValueError(value)
+
+
+def _parse_signals(value: Any) -> frozenset[str]:
+    items = value.split(",") if isinstance(value, str) else list(value)
+    names = {_SIGNAL_ALIASES.get(str(item).strip().lower(), str(item).strip().lower()) for item in items}
+    names.discard("")
+    unknown = names - set(STOPPABLE_SIGNALS)
+    if unknown:
+        raise ValueError(value)
+    return frozenset(names)
+
+
+def _parse_directory(value: Any) -> str:
+    path = os.path.expanduser(str(value))
+    if not os.path.isdir(path):
+        raise ValueError(value)
+    return path
+
+
+def _parse_file(value: Any) -> str:
+    path = os.path.expanduser(str(value))
+    if not os.path.isfile(path):
+        raise ValueError(value)
+    return path

@@ -43,7 +43,17 @@ class GenerationRequest:
     row_stopping: bool = False
     unsupported_reason: str | None = None
     input_ids: torch.Tensor | None = None
+    attention_mask: torch.Tensor | None = None
     tokenizer: Any = None
+
+    def prompt_tokens(self, row: int) -> list[int]:
+        """The unpadded prompt token ids of input ``row`` (empty when the prompt was embeddings)."""
+        if self.input_ids is None or not 0 <= row < self.input_ids.shape[0]:
+            return []
+        ids = self.input_ids[row]
+        if self.attention_mask is not None and self.attention_mask.shape == self.input_ids.shape:
+            ids = ids[self.attention_mask[row].bool()]
+        return [int(t) for t in ids.tolist()]
 
 
 @dataclass
@@ -165,6 +175,7 @@ def resolve_request(model: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]
         row_stopping=bool(setting("stop_strings") or kwargs.get("stopping_criteria")),
         unsupported_reason=unsupported,
         input_ids=input_ids,
+        attention_mask=attention_mask if isinstance(attention_mask, torch.Tensor) else None,
         tokenizer=kwargs.get("tokenizer"),
     )
 

@@ -27,6 +27,11 @@ class ModelProfile:
     repetition_cosine_threshold: float = 0.9995
     focused_head_concentration_threshold: float = 0.9
     collapsed_head_entropy_threshold: float = 0.03
+    repetition_ngram: int = 8
+    repetition_similarity_threshold: float = 0.0
+    mid_layer_min_run: int = 3
+    mid_layer_min_share: float = 0.25
+    basin_score_baseline: float = 0.25
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any]) -> ModelProfile:
@@ -36,20 +41,23 @@ class ModelProfile:
         return cls(**values)
 
 
-def _profile_files() -> list[Path]:
-    packaged = resources.files(__package__).joinpath("profiles")
-    candidates = [Path(str(packaged)), Path(__file__).resolve().parents[5] / "configs" / "model_profiles"]
-    for directory in candidates:
-        if directory.is_dir():
-            return sorted(directory.glob("*.yaml"))
-    return []
+def _profile_files(user_dir: str | None = None) -> list[Path]:
+    """The shipped profiles (inside the wheel; ``configs/`` in a source checkout), then the user's."""
+    packaged = Path(str(resources.files(__package__).joinpath("profiles")))
+    source = Path(__file__).resolve().parents[5] / "configs" / "model_profiles"
+    shipped = next((d for d in (packaged, source) if d.is_dir()), None)
+    files = sorted(shipped.glob("*.yaml")) if shipped else []
+    if user_dir:
+        files += sorted(Path(user_dir).glob("*.yaml"))
+    return files
 
 
-@functools.lru_cache(maxsize=1)
-def load_profiles() -> dict[str, ModelProfile]:
-    """Every shipped profile by name (the built-in default when none can be read)."""
+@functools.lru_cache(maxsize=8)
+def load_profiles(user_dir: str | None = None) -> dict[str, ModelProfile]:
+    """Every profile by name: the shipped ones, overridden by those in ``user_dir`` (same name);
+    the built-in default when none can be read."""
     profiles: dict[str, ModelProfile] = {}
-    for path in _profile_files():
+    for path in _profile_files(user_dir):
         try:
             profile = ModelProfile.from_mapping(yaml.safe_load(path.read_text()) or {})
         except (OSError, yaml.YAMLError, TypeError, ValueError) as exc:
@@ -60,9 +68,9 @@ def load_profiles() -> dict[str, ModelProfile]:
     return profiles
 
 
-def profile_for(model: Any) -> ModelProfile:
+def profile_for(model: Any, user_dir: str | None = None) -> ModelProfile:
     """The profile of ``model``: by architecture class name, then by ``config.model_type``."""
-    profiles = load_profiles()
+    profiles = load_profiles(user_dir)
     architecture = type(model).__name__
     for profile in profiles.values():
         if architecture in profile.architectures:

@@ -54,6 +54,15 @@ class SequenceReport:
         return 0 if values is None else len(values)
 
 
+@dataclass(frozen=True)
+class Intervention:
+    """CoreVital stopped one sequence: which signal, at which step (the last token kept)."""
+
+    row: int
+    signal: str
+    step: int
+
+
 @dataclass
 class CaptureReport:
     """Everything CoreVital summarised for one call.
@@ -62,8 +71,10 @@ class CaptureReport:
         capture_level: the level the call ran at (``logits``, ``hidden``, ``attention``).
         sequences: one report per returned sequence.
         hidden_size: width of the hidden states (for fractions); 0 when not captured.
+        attention_heads: attention heads per layer; 0 when attention is not captured.
     """
 
     capture_level: str
     sequences: list[SequenceReport]
     hidden_size: int = 0
+    attention_heads: int = 0

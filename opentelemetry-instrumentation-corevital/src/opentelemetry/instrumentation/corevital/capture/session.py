@@ -15,9 +15,9 @@ import collections
 import inspect
 import time
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ import torch
 from .. import report as rep
 from ..config import CaptureLevel
 from ..generation import GenerationOutcome, GenerationRequest
+from ..report import Intervention
 from ..summaries import (
     ATTENTION_LAYER_FIELDS,
     HIDDEN_LAYER_FIELDS,
@@ -45,17 +46,37 @@ _N_HIDDEN = len(HIDDEN_LAYER_FIELDS)
 _N_ATTENTION = len(ATTENTION_LAYER_FIELDS)
 
 
+#: How many earlier last-layer states the repetition similarity looks back over (bounded memory).
+SIMILARITY_WINDOW = 256
+STOPPED_BY_COREVITAL = "corevital.stopped"
+
+
+class StepObserver(Protocol):
+    """What the session feeds, per batch row, as the steps arrive (``signals.SequenceMonitor``)."""
+
+    ended: bool
+
+    def observe_step(
+        self, entropy: float, margin: float, similarity: float = ..., nan: bool = ..., inf: bool = ...
+    ) -> list[Any]: ...
+
+    def observe_token(self, token: int, surprisal: float = ...) -> list[Any]: ...
+
+    def fired(self, name: str) -> bool: ...
+
+
 class CaptureError(RuntimeError):
     """The forward outputs were not what the capture expected (reported, never raised to users)."""
 
 
 @dataclass
 class StepTiming:
-    """Wall-clock marks of one call (``time.perf_counter`` seconds)."""
+    """Wall-clock marks of one call (``time.perf_counter`` seconds; step times in Unix ns)."""
 
     started: float
     first_token: float | None = None
     forwards: int = 0
+    step_times_ns: list[int] = field(default_factory=list)
 
 
 def forward_accepts(model: Any, name: str) -> bool:
@@ -82,6 +103,8 @@ class CaptureSession:
         collapsed_threshold, focused_threshold: attention head thresholds (model profile).
         on_error: called once with the first exception raised inside the capture; capture then
             stops for the rest of the call and the user's generation goes on untouched.
+        make_observer: builds the streaming observer of one batch row (``None``: no streaming).
+        stop_on: signal names that stop the sequence they fire in (through :meth:`stop_mask`).
     """
 
     def __init__(
@@ -93,9 +116,13 @@ class CaptureSession:
         collapsed_threshold: float = 0.03,
         focused_threshold: float = 0.9,
         on_error: Callable[[BaseException], None] | None = None,
+        make_observer: Callable[[], StepObserver] | None = None,
+        stop_on: Collection[str] = (),
+        profile: Any = None,
     ) -> None:
         self.model = model
         self.request = request
+        self.profile = profile  # the model profile the call runs with (for the signals)
         self.timing = StepTiming(started=time.perf_counter())
         self.error: BaseException | None = None
         self._on_error = on_error
@@ -117,7 +144,17 @@ class CaptureSession:
         self._layers = 0
         self._hidden_size = 0
         self._attention_layers = 0
+        self.attention_heads = 0
         self._added: tuple[str, ...] = ()
+        # Streaming: one observer per row (not under beam search, whose rows change meaning).
+        self._make_observer = make_observer if request.num_beams <= 1 else None
+        self.observers: list[StepObserver] = []
+        self.stop_on = frozenset(stop_on)
+        self.interventions: dict[int, Intervention] = {}
+        self._token_pending = False  # the newest step's token is not yet observed
+        self._pending: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None)
+        self._states: torch.Tensor | None = None  # [rows, window, hidden] unit vectors, ring buffer
+        self._state_count = 0
 
     # -- hooks ---------------------------------------------------------------------------------
     def before_forward(
@@ -147,6 +184,7 @@ class CaptureSession:
                 self.timing.first_token = time.perf_counter()
             if self.level is None or self.error is not None:
                 return
+            self.timing.step_times_ns.append(time.time_ns())
             self._summarize(kwargs, output)
         except Exception as exc:
             self._fail(exc)
@@ -173,10 +211,14 @@ class CaptureSession:
         last_logits = logits[:, -1] if logits.dim() == 3 else logits
         packed_logits, log_probs = summarize_logits(last_logits)
         ids = kwargs.get("decoder_input_ids" if encoder_decoder else "input_ids")
-        if self._track_surprisal:
-            if self._prev_log_probs is not None and isinstance(ids, torch.Tensor):
-                self._surprisal.append(chosen_token_surprisal(self._prev_log_probs, ids[:, -1]))
-            self._prev_log_probs = log_probs
+        previous_tokens = ids[:, -1] if isinstance(ids, torch.Tensor) and self._token_pending else None
+        pending_surprisal = None
+        if previous_tokens is not None and self._prev_log_probs is not None:
+            pending_surprisal = chosen_token_surprisal(self._prev_log_probs, previous_tokens)
+            self._surprisal.append(pending_surprisal)
+        self._pending = (previous_tokens, pending_surprisal)
+        self._prev_log_probs = log_probs if self._track_surprisal else None
+        similarity = None
         parts = [packed_logits]
         if self.level.captures_hidden:
             hidden = getattr(output, "decoder_hidden_states" if encoder_decoder else "hidden_states", None)
@@ -188,6 +230,8 @@ class CaptureSession:
             parts.append(summarize_hidden(layers).flatten(1))
             parts.append(cosine_to_previous(last, self._prev_last)[:, None])
             self._prev_last = last
+            if self._make_observer is not None:
+                similarity = self._max_similarity(last)
         if self.level.captures_attention:
             attentions = getattr(output, "decoder_attentions" if encoder_decoder else "attentions", None)
             if not attentions:
@@ -201,25 +245,132 @@ class CaptureSession:
             summary = summarize_attention(
                 attentions, key_lengths, self._collapsed_threshold, self._focused_threshold
             )
+            self.attention_heads = int(next(a for a in attentions if a is not None).shape[1])
             parts.append(summary.flatten(1))
         self._steps.append(torch.cat(parts, dim=1))
+        if self._make_observer is not None:
+            self._stream_step(packed_logits, similarity, parts[1] if len(parts) > 1 else None)
+        self._token_pending = True
+
+    # -- streaming -----------------------------------------------------------------------------
+    def _max_similarity(self, last: torch.Tensor) -> torch.Tensor:
+        """Max cosine of each row's state to its states two or more steps back (ring buffer)."""
+        unit = torch.nn.functional.normalize(last.float(), dim=-1)
+        rows, width = unit.shape
+        if self._states is None or self._states.shape[0] != rows:
+            self._states = torch.zeros(rows, SIMILARITY_WINDOW, width, device=unit.device)
+            self._state_count = 0
+        filled = min(self._state_count, SIMILARITY_WINDOW)
+        newest = (self._state_count - 1) % SIMILARITY_WINDOW
+        if filled >= 2:
+            cosines = torch.einsum("rwd,rd->rw", self._states[:, :filled], unit)
+            cosines[:, newest] = -2.0  # the previous step does not count
+            similarity = cosines.max(dim=-1).values
+        else:
+            similarity = torch.full((rows,), float("nan"), device=unit.device)
+        self._states[:, self._state_count % SIMILARITY_WINDOW] = unit
+        self._state_count += 1
+        return similarity
+
+    def _stream_step(
+        self,
+        packed_logits: torch.Tensor,
+        similarity: torch.Tensor | None,
+        hidden: torch.Tensor | None,
+    ) -> None:
+        """Feed the observers: the previous step's token (if not yet seen) and this step's values,
+        in one device -> host transfer."""
+        rows = packed_logits.shape[0]
+        if not self.observers:
+            self.observers = [self._make_observer() for _ in range(rows)]  # type: ignore[misc]
+        nan = torch.isnan(packed_logits[:, 0])
+        inf = torch.zeros_like(nan)
+        if hidden is not None and self._layers:
+            per_layer = hidden.view(rows, self._layers, _N_HIDDEN)
+            nan = nan | (per_layer[:, :, HIDDEN_LAYER_FIELDS.index("nan_count")].sum(dim=-1) > 0)
+            inf = per_layer[:, :, HIDDEN_LAYER_FIELDS.index("inf_count")].sum(dim=-1) > 0
+        if similarity is None:
+            similarity = torch.full((rows,), float("nan"), device=packed_logits.device)
+        tokens, surprisal = self._pending
+        columns = [packed_logits[:, 0], packed_logits[:, 1], similarity.to(packed_logits.device), nan, inf]
+        if tokens is not None:
+            if surprisal is None:
+                surprisal = torch.full((rows,), float("nan"), device=packed_logits.device)
+            columns += [tokens.to(packed_logits.device, torch.float32), surprisal]
+        host = torch.stack([c.float() for c in columns], dim=-1).tolist()
+        for row, values in enumerate(host):
+            observer = self.observers[row]
+            if tokens is not None:
+                observer.observe_token(int(values[5]), values[6])
+            observer.observe_step(values[0], values[1], values[2], bool(values[3]), bool(values[4]))
+
+    def _observe_tokens(self, tokens: torch.Tensor) -> None:
+        """The tokens of the newest step are known (from the stopping criterion or the result)."""
+        if not self._token_pending or not self.observers:
+            return
+        surprisal = (
+            chosen_token_surprisal(self._prev_log_probs, tokens)
+            if self._prev_log_probs is not None
+            else torch.full(tokens.shape, float("nan"))
+        )
+        self._surprisal.append(surprisal)
+        host = torch.stack((tokens.float().to(surprisal.device), surprisal.float()), dim=-1).tolist()
+        for observer, (token, value) in zip(self.observers, host, strict=False):
+            observer.observe_token(int(token), value)
+        self._token_pending = False
+
+    def stop_mask(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """For the injected stopping criterion: the rows to stop now (one bool per row)."""
+        rows = input_ids.shape[0]
+        stop = torch.zeros(rows, dtype=torch.bool, device=input_ids.device)
+        if self.error is not None or not self.stop_on or self.level is None:
+            return stop
+        try:
+            self._observe_tokens(input_ids[:, -1])
+            step = len(self._steps) - 1
+            for row, observer in enumerate(self.observers[:rows]):
+                if row in self.interventions:
+                    continue
+                signal = next((name for name in sorted(self.stop_on) if observer.fired(name)), None)
+                if signal is not None:
+                    self.interventions[row] = Intervention(row, signal, step)
+                    stop[row] = True
+        except Exception as exc:
+            self._fail(exc)
+        return stop
+
+    def apply_interventions(self, outcome: GenerationOutcome) -> None:
+        """Sequences CoreVital stopped end at their intervention step, finish reason
+        ``corevital.stopped`` (the padding after it is not output)."""
+        for row, intervention in self.interventions.items():
+            if row < len(outcome.output_lengths):
+                outcome.output_lengths[row] = min(outcome.output_lengths[row], intervention.step + 1)
+                outcome.finish_reasons[row] = STOPPED_BY_COREVITAL
 
     # -- end of the call -----------------------------------------------------------------------
     def finalize(self, outcome: GenerationOutcome) -> rep.CaptureReport | None:
         """Build one report per returned sequence; ``None`` when nothing was captured."""
         if self.level is None or self.error is not None:
             return None
+        sequences = outcome.sequences
+        column = self.request.prompt_length + len(self._steps) - 1
+        if (
+            self.observers
+            and sequences is not None
+            and sequences.shape[0] == len(self.observers)
+            and column < sequences.shape[1]
+        ):
+            self._observe_tokens(sequences[:, column])  # the last step's token, never fed back
         steps, self._steps = self._steps, []
         level = self.level.value
         if not steps:
-            return rep.CaptureReport(level, [], self._hidden_size)
+            return rep.CaptureReport(level, [], self._hidden_size, self.attention_heads)
         packed = torch.stack(steps)  # [steps, rows, features]
         total_steps, rows, _ = packed.shape
         surprisal = torch.full((total_steps, rows), float("nan"), device=packed.device)
         if self._surprisal:
             known = torch.stack(self._surprisal[:total_steps])
             surprisal[: known.shape[0]] = known.to(surprisal.device)
-        sequences = outcome.sequences
         last_column = self.request.prompt_length + total_steps - 1
         if (
             self._prev_log_probs is not None
@@ -231,16 +382,16 @@ class CaptureSession:
             surprisal[-1] = chosen_token_surprisal(self._prev_log_probs, sequences[:, last_column]).to(
                 surprisal.device
             )
-        self._prev_log_probs = self._prev_last = None
+        self._prev_log_probs = self._prev_last = self._states = None
         self._surprisal.clear()
-        # The one device -> host transfer of the call.
+        # The one device -> host transfer of the series.
         host = torch.cat((packed, surprisal[..., None]), dim=-1).cpu().numpy().astype(np.float64)
         row_of = self._row_mapping(rows, len(outcome.output_lengths))
         reports = [
             self._sequence_report(host, index, row_of[index], outcome)
             for index in range(len(outcome.output_lengths))
         ]
-        return rep.CaptureReport(level, reports, self._hidden_size)
+        return rep.CaptureReport(level, reports, self._hidden_size, self.attention_heads)
 
     def _row_mapping(self, rows: int, returned: int) -> list[int]:
         if rows == returned:

@@ -74,7 +74,7 @@ def downsample(values: np.ndarray | Iterable[float], max_points: int) -> tuple[n
     consecutive steps (the last bucket may be shorter); ``stride`` is 1 when nothing was cut.
 
     >>> downsample([1.0, 3.0, 5.0, 7.0, 9.0], 2)
-    (array([4., 9.]), 3)
+    (array([3., 8.]), 3)
     """
     if max_points < 1:
         raise ValueError(f"max_points must be at least 1, got {max_points}")

@@ -16,6 +16,7 @@ ATTENTION_LAYER_FIELDS: tuple[str, ...] = (
     "concentration_mean",
     "collapsed_heads",
     "focused_heads",
+    "basin_score",
 )
 
 
@@ -38,7 +39,8 @@ def summarize_attention(
     Returns:
         ``[batch, layers, len(ATTENTION_LAYER_FIELDS)]`` float32: per layer the mean / min / max
         head entropy, the mean normalised entropy (entropy / ln K), the mean concentration (max
-        weight), and the number of collapsed and focused heads.
+        weight), the number of collapsed and focused heads, and the mean basin score (attention
+        mass on the middle third of the keys ÷ mass on the outer thirds; NaN below 3 keys).
     """
     present = [a for a in attentions if a is not None]
     if not present:
@@ -62,6 +64,12 @@ def summarize_attention(
     nan = torch.tensor(float("nan"), device=weights.device)
     collapsed = torch.where(missing, nan, (normalized < collapsed_threshold).sum(dim=-1).float())
     focused = torch.where(missing, nan, (concentration > focused_threshold).sum(dim=-1).float())
+    keys = weights.shape[-1]
+    if keys >= 3:
+        middle = weights[..., keys // 3 : 2 * keys // 3].sum(dim=-1)
+        basin = (middle / (weights.sum(dim=-1) - middle).clamp(min=1e-12)).mean(dim=-1)
+    else:
+        basin = torch.full(entropy.shape[:2], float("nan"), device=weights.device)
     stats = torch.stack(
         (
             entropy.mean(dim=-1),
@@ -71,6 +79,7 @@ def summarize_attention(
             concentration.mean(dim=-1),
             collapsed,
             focused,
+            basin,
         ),
         dim=-1,
     )

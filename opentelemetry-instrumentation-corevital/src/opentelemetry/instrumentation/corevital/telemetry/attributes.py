@@ -75,6 +75,7 @@ _ATTENTION_LAYER_KEYS: tuple[tuple[str, Reduction, str, bool], ...] = (
     ("concentration_mean", "mean", sc.COREVITAL_ATTENTION_LAYER_CONCENTRATION_MEAN, False),
     ("collapsed_heads", "mean", sc.COREVITAL_ATTENTION_LAYER_COLLAPSED_HEADS_MEAN, False),
     ("focused_heads", "mean", sc.COREVITAL_ATTENTION_LAYER_FOCUSED_HEADS_MEAN, False),
+    ("basin_score", "mean", sc.COREVITAL_ATTENTION_LAYER_BASIN_SCORE_MEAN, False),
 )
 
 
@@ -118,7 +119,7 @@ def report_attributes(report: rep.CaptureReport, max_points: int, primary: int =
     """
     attributes: Attributes = {
         sc.COREVITAL_CAPTURE_LEVEL: report.capture_level,
-        sc.COREVITAL_SEQUENCES: len(report.sequences),
+        sc.COREVITAL_SEQUENCE_COUNT: len(report.sequences),
         sc.COREVITAL_STEPS: max((s.steps for s in report.sequences), default=0),
     }
     sequences = report.sequences

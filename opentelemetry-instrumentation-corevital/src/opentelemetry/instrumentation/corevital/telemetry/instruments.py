@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from opentelemetry.context import Context
@@ -10,6 +10,8 @@ from opentelemetry.metrics import Histogram, Meter
 
 from .. import semconv as sc
 from ..generation import GenerationOutcome, GenerationRequest
+from ..report import Intervention
+from ..signals.assess import SequenceHealth
 
 
 def _histogram(meter: Meter, name: str, unit: str, description: str, buckets: Iterable[float]) -> Histogram:
@@ -54,9 +56,35 @@ class Instruments:
             sc.BUCKETS_GEN_AI_SERVER_TIME_PER_OUTPUT_TOKEN,
         )
         self.step_entropy = _histogram(
-            meter, sc.METRIC_COREVITAL_STEP_ENTROPY, "bit",
+            meter,
+            sc.METRIC_COREVITAL_STEP_ENTROPY,
+            "bit",
             "Entropy of the raw next-token distribution at every decoding step",
             sc.BUCKETS_COREVITAL_STEP_ENTROPY,
+        )
+        self.risk_score = _histogram(
+            meter,
+            sc.METRIC_COREVITAL_RISK_SCORE,
+            "1",
+            "Risk score of each returned sequence",
+            sc.BUCKETS_COREVITAL_RISK_SCORE,
+        )
+        self.health_flags = meter.create_counter(
+            sc.METRIC_COREVITAL_HEALTH_FLAGS, unit="{flag}", description="Health flags raised, by flag"
+        )
+        self.compound_signals = meter.create_counter(
+            sc.METRIC_COREVITAL_COMPOUND_SIGNALS,
+            unit="{signal}",
+            description="Compound signals detected, by signal",
+        )
+        self.early_warnings = meter.create_counter(
+            sc.METRIC_COREVITAL_EARLY_WARNINGS,
+            unit="{warning}",
+            description="Early warnings raised, by signal",
+        )
+        self.interventions = meter.create_counter(
+            sc.METRIC_COREVITAL_INTERVENTIONS, unit="{intervention}",
+            description="Sequences CoreVital stopped (stop_on), by signal",
         )  # fmt: skip
 
     def record_call(
@@ -99,6 +127,32 @@ class Instruments:
                 self.time_per_output_token.record(
                     (duration - time_to_first_token) / decode_tokens, attributes, context=context
                 )
+
+    def record_health(
+        self,
+        request: GenerationRequest,
+        health: Sequence[SequenceHealth],
+        interventions: Sequence[Intervention],
+        context: Context | None,
+    ) -> None:
+        """Once per returned sequence: its risk score and what it raised."""
+        model = {sc.GEN_AI_REQUEST_MODEL: request.model_name}
+        for sequence in health:
+            self.risk_score.record(sequence.risk.score, model, context=context)
+            for flag in sequence.flags.names:
+                self.health_flags.add(1, {**model, sc.COREVITAL_FLAG_NAME: flag}, context=context)
+            for signal in sequence.compound:
+                self.compound_signals.add(
+                    1, {**model, sc.COREVITAL_COMPOUND_SIGNAL_NAME: signal.name}, context=context
+                )
+            for name in sequence.early_warning.signals:
+                self.early_warnings.add(
+                    1, {**model, sc.COREVITAL_EARLY_WARNING_SIGNAL: name}, context=context
+                )
+        for intervention in interventions:
+            self.interventions.add(
+                1, {**model, sc.COREVITAL_INTERVENTION_SIGNAL: intervention.signal}, context=context
+            )
 
     def record_entropy(
         self, request: GenerationRequest, values: Iterable[float], context: Context | None

@@ -1,0 +1,37 @@
+"""Small NaN-aware helpers shared by the signal modules."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+
+def as_array(values: np.ndarray | Iterable[float]) -> np.ndarray:
+    """A float64 1-D copy of ``values``."""
+    return np.asarray(values, dtype=np.float64).ravel()
+
+
+def finite(values: np.ndarray | Iterable[float]) -> np.ndarray:
+    """Only the finite values."""
+    array = as_array(values)
+    return array[np.isfinite(array)]
+
+
+def mean_or(values: np.ndarray | Iterable[float], default: float = 0.0) -> float:
+    """Mean of the finite values, ``default`` when there are none."""
+    kept = finite(values)
+    return float(kept.mean()) if kept.size else default
+
+
+def slope(values: np.ndarray | Iterable[float]) -> float:
+    """Ordinary least-squares slope per step of the finite values (0 with fewer than 2)."""
+    array = as_array(values)
+    steps = np.arange(array.size, dtype=np.float64)
+    keep = np.isfinite(array)
+    if keep.sum() < 2:
+        return 0.0
+    x, y = steps[keep], array[keep]
+    x = x - x.mean()
+    denominator = float((x * x).sum())
+    return float((x * (y - y.mean())).sum() / denominator) if denominator > 0 else 0.0

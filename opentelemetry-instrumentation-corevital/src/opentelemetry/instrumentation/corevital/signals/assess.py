@@ -1,0 +1,159 @@
+"""One sequence's full health read-out: flags, risk, blame, compound signals, early warning,
+fingerprint, narrative and calibration divergence, from its per-step series."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import report as rep
+from ..model_profiles import ModelProfile
+from . import flags as fl
+from .blame import LayerBlame, layer_blame
+from .calibration import CalibrationProfile, Divergence, divergence
+from .compound import CompoundSignal, compound_signals
+from .early_warning import EarlyWarning, early_warning
+from .fingerprint import fingerprint
+from .narrative import narrative
+from .risk import RiskAssessment, heuristic_risk
+from .streaming import HEALTH_FLAG, Firing
+
+
+@dataclass
+class SequenceHealth:
+    """Everything CoreVital concludes about one returned sequence."""
+
+    index: int
+    flags: fl.HealthFlags
+    risk: RiskAssessment
+    blame: list[LayerBlame] = field(default_factory=list)
+    compound: list[CompoundSignal] = field(default_factory=list)
+    early_warning: EarlyWarning = field(default_factory=EarlyWarning)
+    fingerprint: list[float] = field(default_factory=list)
+    narrative: str = ""
+    divergence: Divergence | None = None
+    firings: list[Firing] = field(default_factory=list)
+
+
+def _layer_field(fields: dict[str, np.ndarray], name: str) -> np.ndarray | None:
+    values = fields.get(name)
+    return None if values is None or values.ndim != 2 else values
+
+
+def health_flags(
+    sequence: rep.SequenceReport, profile: ModelProfile, firings: Sequence[Firing], attention_heads: int = 0
+) -> fl.HealthFlags:
+    """Flags from the streaming firings (NaN, Inf, repetition) and from the whole series."""
+    result = fl.HealthFlags()
+    for firing in firings:
+        if firing.kind == HEALTH_FLAG:
+            result.fired.setdefault(firing.name, firing.step)
+    hidden = sequence.hidden_layers
+    entropy = sequence.series.get(rep.SERIES_ENTROPY, np.zeros(0))
+    nan_steps = np.isnan(entropy)
+    if "nan_count" in hidden:
+        nan_steps = nan_steps | fl.nonfinite_steps(hidden["nan_count"])
+    step = fl.first_step(nan_steps)
+    if step is not None:
+        result.fired[fl.NAN] = min(step, result.fired.get(fl.NAN, step))
+    if "inf_count" in hidden:
+        step = fl.first_step(fl.nonfinite_steps(hidden["inf_count"]))
+        if step is not None:
+            result.fired[fl.INF] = min(step, result.fired.get(fl.INF, step))
+    high = fl.high_entropy_steps(entropy, profile.high_entropy_threshold_bits)
+    result.high_entropy_steps = int(high.sum())
+    if result.high_entropy_steps:
+        result.fired[fl.HIGH_ENTROPY] = int(np.flatnonzero(high)[0])
+    collapsed = _layer_field(sequence.attention_layers, "collapsed_heads")
+    if collapsed is not None and attention_heads > 0:
+        rate = np.nansum(collapsed, axis=1) / (collapsed.shape[1] * attention_heads)
+        severity, step = fl.attention_collapse(rate)
+        if step is not None:
+            result.fired[fl.ATTENTION_COLLAPSE] = step
+            result.attention_collapse_severity = severity
+    l2 = _layer_field(hidden, "l2_norm")
+    if l2 is not None:
+        nonfinite = hidden["nan_count"] + hidden["inf_count"] if "nan_count" in hidden else None
+        anomalous = fl.mid_layer_anomaly_steps(l2, nonfinite, profile.l2_explosion_multiplier)
+        step = fl.persistent(anomalous, profile.mid_layer_min_run, profile.mid_layer_min_share)
+        if step is not None:
+            result.fired[fl.MID_LAYER_ANOMALY] = step
+    return result
+
+
+def assess(
+    sequence: rep.SequenceReport,
+    profile: ModelProfile,
+    firings: Sequence[Firing] = (),
+    *,
+    attention_heads: int = 0,
+    calibration: CalibrationProfile | None = None,
+    token_text: Callable[[int], str] | None = None,
+) -> SequenceHealth:
+    """The health read-out of one sequence.
+
+    Args:
+        sequence: the sequence's per-step series and per-layer statistics.
+        profile: the model profile's thresholds.
+        firings: what the streaming detectors reported for this sequence during generation.
+        attention_heads: heads per layer (for the collapse rate), 0 without attention capture.
+        calibration: a healthy-run profile; gives the divergence score when present.
+        token_text: names the token of a step (only with content capture on).
+    """
+    series = sequence.series
+    empty = np.zeros(0)
+    entropy = series.get(rep.SERIES_ENTROPY, empty)
+    margin = series.get(rep.SERIES_MARGIN, empty)
+    surprisal = series.get(rep.SERIES_SURPRISAL, empty)
+    topk_mass = series.get(rep.SERIES_TOPK_MASS, empty)
+    flags = health_flags(sequence, profile, firings, attention_heads)
+    collapsed = _layer_field(sequence.attention_layers, "collapsed_heads")
+    share = None
+    if collapsed is not None and attention_heads > 0 and collapsed.size:
+        share = float(np.nansum(collapsed) / (collapsed.size * attention_heads))
+    basin = _layer_field(sequence.attention_layers, "basin_score")
+    basin_per_step = None
+    if basin is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # steps with fewer than 3 keys are NaN
+            basin_per_step = np.nanmean(basin, axis=1)
+    compound = compound_signals(
+        entropy,
+        margin,
+        surprisal,
+        topk_mass,
+        high_entropy_threshold_bits=profile.high_entropy_threshold_bits,
+        basin_score=basin_per_step,
+        basin_score_baseline=profile.basin_score_baseline,
+        collapsed_head_share=share,
+        repetition_evidence=fl.REPETITION_LOOP in flags,
+    )
+    risk = heuristic_risk(flags, entropy, margin, topk_mass, surprisal, compound)
+    hidden = sequence.hidden_layers
+    nonfinite = hidden["nan_count"] + hidden["inf_count"] if "nan_count" in hidden else None
+    blamed = layer_blame(_layer_field(hidden, "l2_norm"), nonfinite, collapsed)
+    warning = early_warning(entropy, margin, surprisal, profile.high_entropy_threshold_bits, flags)
+    all_firings = list(firings)
+    streamed = {f.name for f in firings}
+    for name, step in flags.fired.items():
+        if name not in streamed:
+            all_firings.append(Firing(HEALTH_FLAG, name, step, {}, 0))
+    divergence_result = None
+    if calibration is not None:
+        layers = {"hidden.l2_norm": hidden["l2_norm"]} if "l2_norm" in hidden else {}
+        divergence_result = divergence(calibration, series, layers)
+    return SequenceHealth(
+        index=sequence.index,
+        flags=flags,
+        risk=risk,
+        blame=blamed,
+        compound=compound,
+        early_warning=warning,
+        fingerprint=fingerprint(entropy, margin, surprisal, topk_mass, risk.score, flags),
+        narrative=narrative(risk, flags, entropy, compound, blamed, token_text),
+        divergence=divergence_result,
+        firings=sorted(all_firings, key=lambda f: (f.step, f.name)),
+    )
