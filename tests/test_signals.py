@@ -22,10 +22,21 @@ from opentelemetry.instrumentation.corevital.signals.calibration import (
     expected_calibration_error,
     fit_platt,
 )
-from opentelemetry.instrumentation.corevital.signals.fingerprint import FINGERPRINT_LENGTH, fingerprint, prompt_hash
+from opentelemetry.instrumentation.corevital.signals.fingerprint import (
+    FINGERPRINT_LENGTH,
+    fingerprint,
+    prompt_hash,
+)
 from opentelemetry.instrumentation.corevital.signals.narrative import narrative
-from opentelemetry.instrumentation.corevital.signals.repetition import RepetitionDetector, first_repeated_ngram
-from opentelemetry.instrumentation.corevital.signals.streaming import EARLY_WARNING, HEALTH_FLAG, SequenceMonitor
+from opentelemetry.instrumentation.corevital.signals.repetition import (
+    RepetitionDetector,
+    first_repeated_ngram,
+)
+from opentelemetry.instrumentation.corevital.signals.streaming import (
+    EARLY_WARNING,
+    HEALTH_FLAG,
+    SequenceMonitor,
+)
 
 NAN = math.nan
 EMPTY: list[float] = []
@@ -149,7 +160,9 @@ def test_compound_signals() -> None:
     assert compound.compound_signals(**confident, repetition_evidence=True)[0].name == (
         compound.CONFIDENT_REPETITION_RISK
     )
-    bottleneck = compound.compound_signals([4.0] * 5, [0.1] * 5, [1.0] * 5, [0.5] * 5, collapsed_head_share=0.5)
+    bottleneck = compound.compound_signals(
+        [4.0] * 5, [0.1] * 5, [1.0] * 5, [0.5] * 5, collapsed_head_share=0.5
+    )
     assert compound.ATTENTION_BOTTLENECK in [c.name for c in bottleneck]
     lost = compound.compound_signals([5.0] * 5, [0.1] * 5, [1.0] * 5, [0.5] * 5, basin_score=[0.1] * 5)
     assert compound.CONTEXT_LOSS in [c.name for c in lost]

@@ -33,50 +33,55 @@ def _seeded(build):  # type: ignore[no-untyped-def]
 
 @_seeded
 def llama(**overrides: object) -> PreTrainedModel:
-    config = LlamaConfig(
+    defaults = dict(
         vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4,
         num_key_value_heads=2, max_position_embeddings=512, bos_token_id=1, eos_token_id=EOS,
-        pad_token_id=PAD, **overrides,
+        pad_token_id=PAD,
     )  # fmt: skip
+    config = LlamaConfig(**{**defaults, **overrides})
     return LlamaForCausalLM(config)
 
 
 @_seeded
 def qwen2(**overrides: object) -> PreTrainedModel:
-    config = Qwen2Config(
+    defaults = dict(
         vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
         num_key_value_heads=2, max_position_embeddings=512, bos_token_id=1, eos_token_id=EOS,
-        pad_token_id=PAD, **overrides,
+        pad_token_id=PAD,
     )  # fmt: skip
+    config = Qwen2Config(**{**defaults, **overrides})
     return Qwen2ForCausalLM(config)
 
 
 @_seeded
 def gpt2(**overrides: object) -> PreTrainedModel:
-    config = GPT2Config(
+    defaults = dict(
         vocab_size=VOCAB, n_embd=32, n_layer=3, n_head=4, n_positions=512, bos_token_id=1,
-        eos_token_id=EOS, pad_token_id=PAD, **overrides,
+        eos_token_id=EOS, pad_token_id=PAD,
     )  # fmt: skip
+    config = GPT2Config(**{**defaults, **overrides})
     return GPT2LMHeadModel(config)
 
 
 @_seeded
 def t5(**overrides: object) -> PreTrainedModel:
-    config = T5Config(
+    defaults = dict(
         vocab_size=VOCAB, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_decoder_layers=2, num_heads=4,
-        eos_token_id=EOS, pad_token_id=PAD, decoder_start_token_id=PAD, **overrides,
+        eos_token_id=EOS, pad_token_id=PAD, decoder_start_token_id=PAD,
     )  # fmt: skip
+    config = T5Config(**{**defaults, **overrides})
     return T5ForConditionalGeneration(config)
 
 
 @_seeded
 def bart(**overrides: object) -> PreTrainedModel:
-    config = BartConfig(
+    defaults = dict(
         vocab_size=VOCAB, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
         decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=512,
         bos_token_id=1, eos_token_id=EOS, pad_token_id=PAD, decoder_start_token_id=EOS,
-        forced_eos_token_id=None, **overrides,
+        forced_eos_token_id=None,
     )  # fmt: skip
+    config = BartConfig(**{**defaults, **overrides})
     return BartForConditionalGeneration(config)
 
 

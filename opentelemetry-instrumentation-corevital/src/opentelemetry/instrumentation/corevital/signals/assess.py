@@ -43,6 +43,11 @@ def _layer_field(fields: dict[str, np.ndarray], name: str) -> np.ndarray | None:
     return None if values is None or values.ndim != 2 else values
 
 
+def _nonfinite(hidden: dict[str, np.ndarray]) -> np.ndarray | None:
+    """``[steps, layers]`` NaN + Inf counts, when hidden states were captured."""
+    return hidden["nan_count"] + hidden["inf_count"] if "nan_count" in hidden else None
+
+
 def health_flags(
     sequence: rep.SequenceReport, profile: ModelProfile, firings: Sequence[Firing], attention_heads: int = 0
 ) -> fl.HealthFlags:
@@ -65,8 +70,9 @@ def health_flags(
             result.fired[fl.INF] = min(step, result.fired.get(fl.INF, step))
     high = fl.high_entropy_steps(entropy, profile.high_entropy_threshold_bits)
     result.high_entropy_steps = int(high.sum())
-    if result.high_entropy_steps:
-        result.fired[fl.HIGH_ENTROPY] = int(np.flatnonzero(high)[0])
+    step = fl.high_entropy_flag_step(high)
+    if step is not None:
+        result.fired[fl.HIGH_ENTROPY] = step
     collapsed = _layer_field(sequence.attention_layers, "collapsed_heads")
     if collapsed is not None and attention_heads > 0:
         rate = np.nansum(collapsed, axis=1) / (collapsed.shape[1] * attention_heads)
@@ -76,8 +82,7 @@ def health_flags(
             result.attention_collapse_severity = severity
     l2 = _layer_field(hidden, "l2_norm")
     if l2 is not None:
-        nonfinite = hidden["nan_count"] + hidden["inf_count"] if "nan_count" in hidden else None
-        anomalous = fl.mid_layer_anomaly_steps(l2, nonfinite, profile.l2_explosion_multiplier)
+        anomalous = fl.mid_layer_anomaly_steps(l2, _nonfinite(hidden), profile.l2_explosion_multiplier)
         step = fl.persistent(anomalous, profile.mid_layer_min_run, profile.mid_layer_min_share)
         if step is not None:
             result.fired[fl.MID_LAYER_ANOMALY] = step
@@ -133,8 +138,11 @@ def assess(
     )
     risk = heuristic_risk(flags, entropy, margin, topk_mass, surprisal, compound)
     hidden = sequence.hidden_layers
-    nonfinite = hidden["nan_count"] + hidden["inf_count"] if "nan_count" in hidden else None
-    blamed = layer_blame(_layer_field(hidden, "l2_norm"), nonfinite, collapsed)
+    l2 = _layer_field(hidden, "l2_norm")
+    exploded = None
+    if l2 is not None and fl.MID_LAYER_ANOMALY in flags:
+        exploded = fl.mid_layer_anomalies(l2, _nonfinite(hidden), profile.l2_explosion_multiplier)
+    blamed = layer_blame(l2, _nonfinite(hidden), collapsed, exploded)
     warning = early_warning(entropy, margin, surprisal, profile.high_entropy_threshold_bits, flags)
     all_firings = list(firings)
     streamed = {f.name for f in firings}

@@ -8,11 +8,18 @@ from dataclasses import dataclass, field
 import numpy as np
 
 NAN_OR_INF = "nan_or_inf"
+MID_LAYER_ANOMALY = "mid_layer_anomaly"
 ATTENTION_COLLAPSE = "attention_collapse"
 L2_OUTLIER = "l2_norm_outlier"
 L2_UNSTABLE = "l2_norm_unstable"
 
-_SEVERITY = {NAN_OR_INF: 1.0, ATTENTION_COLLAPSE: 0.4, L2_OUTLIER: 0.5, L2_UNSTABLE: 0.3}
+_SEVERITY = {
+    NAN_OR_INF: 1.0,
+    MID_LAYER_ANOMALY: 0.7,
+    L2_OUTLIER: 0.5,
+    ATTENTION_COLLAPSE: 0.4,
+    L2_UNSTABLE: 0.3,
+}
 
 
 @dataclass
@@ -31,12 +38,16 @@ def layer_blame(
     l2_norm: np.ndarray | None = None,
     nonfinite: np.ndarray | None = None,
     collapsed_heads: np.ndarray | None = None,
+    mid_layer_anomalies: np.ndarray | None = None,
     z_threshold: float = 2.5,
     cv_threshold: float = 0.5,
 ) -> list[LayerBlame]:
     """Blame layers from per-step, per-layer statistics (each ``[steps, layers]``).
 
     - NaN/Inf anywhere in the layer: severity 1.0;
+    - a middle layer marked by the mid-layer anomaly detector (``mid_layer_anomalies``, booleans)
+      in at least a quarter of the steps: 0.7 (an addition to SIGNALS §7: the detector already
+      knows which layers exploded, and a z-score cannot single them out when several did);
     - collapsed heads beyond the layer's permanent ones (structural "sink" heads that are collapsed
       at every step are not blamed) in more than half of the steps: 0.4;
     - the layer's mean L2 norm is a z-score outlier (> ``z_threshold``) among layers: 0.5;
@@ -53,6 +64,8 @@ def layer_blame(
 
     if nonfinite is not None and np.asarray(nonfinite).size:
         blame(np.nansum(np.asarray(nonfinite, dtype=np.float64), axis=0) > 0, NAN_OR_INF)
+    if mid_layer_anomalies is not None and np.asarray(mid_layer_anomalies).size:
+        blame(np.asarray(mid_layer_anomalies, dtype=bool).mean(axis=0) >= 0.25, MID_LAYER_ANOMALY)
     if collapsed_heads is not None and np.asarray(collapsed_heads).size:
         heads = np.nan_to_num(np.asarray(collapsed_heads, dtype=np.float64), nan=0.0)
         beyond_permanent = heads > heads.min(axis=0, keepdims=True)

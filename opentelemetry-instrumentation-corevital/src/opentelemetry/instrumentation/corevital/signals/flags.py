@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -73,6 +74,21 @@ def high_entropy_steps(entropy: np.ndarray | Iterable[float], threshold_bits: fl
         return np.nan_to_num(array, nan=-np.inf) > threshold_bits
 
 
+def high_entropy_flag_step(high: np.ndarray | Iterable[bool], min_share: float = 0.2) -> int | None:
+    """The step at which high-entropy steps became a flag: at least ``max(2, ceil(min_share × T))``
+    of them. One uncertain step (often the first, boilerplate token) is not a health problem.
+
+    >>> high_entropy_flag_step([True, False, False, False]) is None
+    True
+    >>> high_entropy_flag_step([True, False, True, True])
+    2
+    """
+    mask = np.asarray(high, dtype=bool).ravel()
+    needed = max(2, math.ceil(min_share * mask.size))
+    hits = np.flatnonzero(mask)
+    return int(hits[needed - 1]) if hits.size >= needed else None
+
+
 def attention_collapse(collapse_rate: np.ndarray | Iterable[float]) -> tuple[float, int | None]:
     """Attention collapse from the per-step share of collapsed heads (SIGNALS §3).
 
@@ -106,33 +122,43 @@ def attention_collapse(collapse_rate: np.ndarray | Iterable[float]) -> tuple[flo
     return (0.4 if excess > 0.25 else 0.2), step
 
 
-def mid_layer_anomaly_steps(
-    l2_norm: np.ndarray, nonfinite: np.ndarray | None, multiplier: float
-) -> np.ndarray:
-    """Per step, whether a middle layer is anomalous (SIGNALS §2).
+def mid_layer_anomalies(l2_norm: np.ndarray, nonfinite: np.ndarray | None, multiplier: float) -> np.ndarray:
+    """Per step and layer, whether a *middle* layer is anomalous (SIGNALS §2).
 
-    Early layers are the first third, middle layers the second third. A step is anomalous when
-    any middle layer has NaN/Inf or an L2 norm above ``multiplier`` × the median L2 norm of the
-    early layers *at that step* (so the prefill step is only compared with itself).
+    Early layers are the first third, middle layers the second third. A middle layer is anomalous
+    at a step when it has NaN/Inf or an L2 norm above ``multiplier`` × the median L2 norm of the
+    early layers *at that step* (so the prefill step is only compared with itself). Layers outside
+    the middle third are never marked.
 
     Args:
         l2_norm: ``[steps, layers]`` L2 norms of the last position.
         nonfinite: ``[steps, layers]`` NaN + Inf counts, or ``None``.
+
+    Returns:
+        ``[steps, layers]`` booleans.
     """
     norms = np.asarray(l2_norm, dtype=np.float64)
-    if norms.ndim != 2 or norms.shape[1] < 3:
-        return np.zeros(norms.shape[:1], dtype=bool)
-    layers = norms.shape[1]
-    third = layers // 3
-    early, middle = slice(0, third), slice(third, 2 * third)
+    marked = np.zeros(norms.shape, dtype=bool)
+    if norms.ndim != 2 or norms.shape[1] < 3 or norms.shape[0] == 0:
+        return marked
+    third = norms.shape[1] // 3
+    middle = slice(third, 2 * third)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN early layers
+        baseline = np.nanmedian(norms[:, :third], axis=1)
     with np.errstate(invalid="ignore"):
-        baseline = np.nanmedian(norms[:, early], axis=1) if third else np.full(norms.shape[0], np.nan)
-        exploded = np.nan_to_num(norms[:, middle], nan=0.0) > multiplier * baseline[:, None]
-    anomalous = exploded.any(axis=1)
+        marked[:, middle] = np.nan_to_num(norms[:, middle], nan=0.0) > multiplier * baseline[:, None]
     if nonfinite is not None:
         counts = np.nan_to_num(np.asarray(nonfinite, dtype=np.float64), nan=0.0)
-        anomalous |= counts[:, middle].sum(axis=1) > 0
-    return anomalous
+        marked[:, middle] |= counts[:, middle] > 0
+    return marked
+
+
+def mid_layer_anomaly_steps(
+    l2_norm: np.ndarray, nonfinite: np.ndarray | None, multiplier: float
+) -> np.ndarray:
+    """Per step, whether any middle layer is anomalous (see :func:`mid_layer_anomalies`)."""
+    return np.asarray(mid_layer_anomalies(l2_norm, nonfinite, multiplier).any(axis=1), dtype=bool)
 
 
 def persistent(
