@@ -105,6 +105,7 @@ class CoreVitalInstrumentor(BaseInstrumentor):
             self._hooks,
             logger=event_logger,
             calibration=_load_calibration(self.settings.calibration_profile),
+            report_listener=kwargs.get("_report_listener"),
         )
         wrap_function_wrapper(_GENERATE_MODULE, _GENERATE_NAME, wrapper)
 

@@ -87,6 +87,7 @@ class GenerateWrapper:
         hooks: HookRegistry,
         logger: Logger | None = None,
         calibration: CalibrationProfile | None = None,
+        report_listener: Callable[[CaptureReport], None] | None = None,
     ) -> None:
         self._tracer = tracer
         self._instruments = instruments
@@ -94,6 +95,7 @@ class GenerateWrapper:
         self._hooks = hooks
         self._logger = logger
         self._calibration = calibration
+        self._report_listener = report_listener  # internal: ``corevital calibrate`` reads reports
         self._log_once = _OncePerKind()
 
     def __call__(
@@ -231,6 +233,8 @@ class GenerateWrapper:
             if span.is_recording():
                 span.set_attributes(response_attributes(request, outcome))
             return
+        if self._report_listener is not None:
+            self._report_listener(report)
         span.set_attributes(response_attributes(request, outcome))
         if self._settings.capture_content:
             span.set_attributes(content_attributes(request, outcome))

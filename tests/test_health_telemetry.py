@@ -1,0 +1,150 @@
+"""The health read-out as telemetry: log event, metrics, batch layout, profiles, calibration."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+
+import tiny_models
+from opentelemetry.instrumentation.corevital import cli
+from opentelemetry.instrumentation.corevital import semconv as sc
+from opentelemetry.instrumentation.corevital.signals.calibration import CalibrationProfile
+from tiny_tokenizer import tiny_tokenizer
+
+
+def test_evaluation_result_log_event_parented_to_the_span(instrument, telemetry) -> None:
+    exporter = InMemoryLogRecordExporter()
+    provider = LoggerProvider()
+    provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    instrument(logger_provider=provider)
+    tiny_models.llama().generate(**tiny_models.prompt(), max_new_tokens=6, do_sample=False)
+    span = telemetry.span()
+    (record,) = [r.log_record for r in exporter.get_finished_logs()]
+    assert record.event_name == sc.EVENT_GEN_AI_EVALUATION_RESULT
+    assert record.trace_id == span.context.trace_id and record.span_id == span.context.span_id
+    a = record.attributes
+    assert a[sc.GEN_AI_EVALUATION_NAME] == sc.COREVITAL_RISK_NAME
+    assert a[sc.GEN_AI_EVALUATION_SCORE_VALUE] == span.attributes[sc.COREVITAL_RISK_SCORE]
+    assert a[sc.GEN_AI_EVALUATION_SCORE_LABEL] in (sc.RISK_BAND_LOW, sc.RISK_BAND_MODERATE, sc.RISK_BAND_HIGH)
+
+
+def test_health_attribute_types(instrument, telemetry) -> None:
+    instrument()
+    tiny_models.qwen2().generate(**tiny_models.prompt(), max_new_tokens=12, do_sample=False)
+    a = telemetry.span().attributes
+    assert type(a[sc.COREVITAL_RISK_SCORE]) is float and 0 <= a[sc.COREVITAL_RISK_SCORE] <= 1
+    assert isinstance(a[sc.COREVITAL_RISK_FACTORS], tuple)
+    for key in (
+        sc.COREVITAL_FLAG_NAN_DETECTED,
+        sc.COREVITAL_FLAG_REPETITION_LOOP,
+        sc.COREVITAL_FLAG_MID_LAYER_ANOMALY,
+    ):
+        assert type(a[key]) is bool
+    assert type(a[sc.COREVITAL_FLAG_HIGH_ENTROPY_STEPS]) is int
+    assert type(a[sc.COREVITAL_EARLY_WARNING_FAILURE_RISK]) is float
+    assert isinstance(json.loads(a[sc.COREVITAL_LAYER_BLAME_DETAILS]), list)
+    assert a[sc.COREVITAL_FINGERPRINT_VERSION] == 2 and len(a[sc.COREVITAL_FINGERPRINT_VECTOR]) == 25
+    assert isinstance(a[sc.COREVITAL_NARRATIVE], str) and a[sc.COREVITAL_NARRATIVE].startswith("Risk is")
+
+
+def test_batch_span_describes_the_worst_sequence(instrument, telemetry) -> None:
+    instrument()
+    tiny_models.llama().generate(
+        **tiny_models.prompt(batch=3, padded=True), max_new_tokens=10, do_sample=True
+    )
+    a = telemetry.span().attributes
+    scores = a[sc.COREVITAL_SEQUENCE_RISK_SCORES]
+    assert len(scores) == 3 and len(a[sc.COREVITAL_SEQUENCE_FAILURE_RISKS]) == 3
+    assert a[sc.COREVITAL_RISK_SCORE] == max(scores)
+    assert scores[a[sc.COREVITAL_SERIES_SEQUENCE_INDEX]] == max(scores)
+    histogram = telemetry.metrics()[sc.METRIC_COREVITAL_RISK_SCORE].data.data_points[0]
+    assert histogram.count == 3  # once per sequence
+    assert tuple(histogram.explicit_bounds) == sc.BUCKETS_COREVITAL_RISK_SCORE
+
+
+def test_user_profiles_dir_overrides_the_shipped_profile(instrument, telemetry, tmp_path) -> None:
+    (tmp_path / "llama.yaml").write_text("name: llama\nhigh_entropy_threshold_bits: 0.0\n")
+    instrument(profiles_dir=str(tmp_path))
+    tiny_models.llama().generate(**tiny_models.prompt(), max_new_tokens=6, min_new_tokens=6, do_sample=False)
+    a = telemetry.span().attributes
+    assert a[sc.COREVITAL_FLAG_HIGH_ENTROPY_STEPS] == 6
+    assert sc.FLAG_HIGH_ENTROPY_STEPS in a[sc.COREVITAL_FLAGS]
+
+
+def test_bad_profiles_dir_warns_and_uses_shipped(instrument, telemetry, caplog) -> None:
+    with caplog.at_level(logging.WARNING):
+        instrumentor = instrument(profiles_dir="/does/not/exist")
+    assert instrumentor.settings.profiles_dir is None
+    assert "OTEL_INSTRUMENTATION_COREVITAL_PROFILES_DIR" in caplog.text or "profiles_dir" in caplog.text
+
+
+@pytest.fixture
+def tiny_model_dir(tmp_path):  # type: ignore[no-untyped-def]
+    directory = tmp_path / "tiny-llama"
+    tiny_models.llama().save_pretrained(directory)
+    tiny_tokenizer().save_pretrained(directory)
+    return directory
+
+
+def test_calibrate_cli_builds_and_resumes(tiny_model_dir, tmp_path) -> None:
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("\n".join(json.dumps({"prompt": f"w{10 + i} w{20 + i} w{30 + i}"}) for i in range(4)))
+    out = tmp_path / "profile.json"
+    partial = tmp_path / "profile.json.partial.jsonl"
+    done = {
+        "index": 0,
+        "series": {n: [1.0, 2.0] for n in cli.PROFILE_SERIES},
+        "layers": {"hidden.l2_norm": [[1.0] * 4] * 2},
+    }
+    partial.write_text(json.dumps(done) + "\n{cut off")
+    arguments = ["--model", str(tiny_model_dir), "--prompts", str(prompts), "--out", str(out)]
+    code = cli.main(["calibrate", *arguments, "--max-new-tokens", "5"])
+    assert code == 0 and not partial.exists()
+    profile = CalibrationProfile.load(out)
+    assert profile.runs == 4
+    assert profile.metrics["entropy"].count == 2 + 3 * 5  # the resumed record, then 3 generations
+    assert len(profile.layer_metrics["hidden.l2_norm"]) == 4
+
+
+def test_calibration_profile_gives_divergence(instrument, telemetry, tiny_model_dir, tmp_path) -> None:
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("w10 w11 w12\nw20 w21\nw30 w31 w32 w33\n")
+    out = tmp_path / "profile.json"
+    arguments = ["--model", str(tiny_model_dir), "--prompts", str(prompts), "--out", str(out)]
+    assert cli.main(["calibrate", *arguments, "--no-resume"]) == 0
+    instrument(calibration_profile=str(out))
+    tiny_models.llama().generate(**tiny_models.prompt(), max_new_tokens=8, do_sample=False)
+    a = telemetry.span().attributes
+    assert 0 <= a[sc.COREVITAL_CALIBRATION_DIVERGENCE_SCORE] <= 1
+    assert isinstance(a[sc.COREVITAL_CALIBRATION_ANOMALIES], tuple)
+
+
+@pytest.mark.parametrize("content", ["{not json", '{"version": 7}'])
+def test_malformed_calibration_profile_is_ignored(instrument, telemetry, tmp_path, caplog, content) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with caplog.at_level(logging.WARNING):
+        instrument(calibration_profile=str(path))
+    assert "calibration profile" in caplog.text
+    tiny_models.llama().generate(**tiny_models.prompt(), max_new_tokens=3, do_sample=False)
+    assert sc.COREVITAL_CALIBRATION_DIVERGENCE_SCORE not in telemetry.span().attributes
+
+
+def test_stop_on_invalid_signal_warns(instrument, caplog) -> None:
+    with caplog.at_level(logging.WARNING):
+        instrumentor = instrument(stop_on="repetition_loop,teleportation")
+    assert instrumentor.settings.stop_on == frozenset()
+    assert "repetition_loop" in caplog.text  # the allowed values are listed
+
+
+def test_stop_on_aliases() -> None:
+    from opentelemetry.instrumentation.corevital.config import Settings
+
+    assert Settings.resolve({"stop_on": "repetition_loop, nan"}, {}).stop_on == {
+        "repetition_loop",
+        "nan_detected",
+    }
