@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from opentelemetry.instrumentation.corevital import semconv as sc
+
 pytestmark = pytest.mark.package
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,10 +115,10 @@ def test_opentelemetry_instrument_prints_one_span_per_generate(fresh_venv: Path,
     for span, (input_tokens, output_tokens) in zip(spans, counts, strict=True):
         attributes = span["attributes"]
         assert span["kind"] == "SpanKind.INTERNAL"
-        assert attributes["gen_ai.provider.name"] == "huggingface"
-        assert attributes["gen_ai.usage.input_tokens"] == input_tokens
-        assert attributes["gen_ai.usage.output_tokens"] == output_tokens
-        assert attributes["gen_ai.response.finish_reasons"] == ["length"]
-        assert attributes["corevital.capture.level"] == "hidden"
-        assert len(attributes["corevital.entropy.series"]) == output_tokens
+        assert attributes[sc.GEN_AI_PROVIDER_NAME] == "huggingface"
+        assert attributes[sc.GEN_AI_USAGE_INPUT_TOKENS] == input_tokens
+        assert attributes[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == output_tokens
+        assert attributes[sc.GEN_AI_RESPONSE_FINISH_REASONS] == ["length"]
+        assert attributes[sc.COREVITAL_CAPTURE_LEVEL] == "hidden"
+        assert len(attributes[sc.COREVITAL_ENTROPY_SERIES]) == output_tokens
     assert "w10" not in result.stdout and "w20" not in result.stdout  # no prompt text by default

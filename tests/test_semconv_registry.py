@@ -52,7 +52,6 @@ HAND_WRITTEN_CONSTANTS: dict[str, Any] = {
     "GEN_AI_TOKEN_TYPE_OUTPUT": "output",
     "COREVITAL_CAPTURE_LEVEL": "corevital.capture.level",
     "COREVITAL_ERROR_TYPE": "corevital.error.type",
-    "COREVITAL_SEQUENCES": "corevital.sequences",
     "COREVITAL_STEPS": "corevital.steps",
     "CAPTURE_LEVEL_LOGITS": "logits",
     "CAPTURE_LEVEL_HIDDEN": "hidden",
@@ -112,7 +111,6 @@ HAND_WRITTEN_CONSTANTS: dict[str, Any] = {
     "COREVITAL_ATTENTION_LAYER_CONCENTRATION_MEAN": "corevital.attention.layer.concentration_mean",
     "COREVITAL_ATTENTION_LAYER_COLLAPSED_HEADS_MEAN": "corevital.attention.layer.collapsed_heads_mean",
     "COREVITAL_ATTENTION_LAYER_FOCUSED_HEADS_MEAN": "corevital.attention.layer.focused_heads_mean",
-    "COREVITAL_TOP_TOKEN_IDS": "corevital.top_tokens.ids",
     "COREVITAL_SEQUENCE_INDEX": "corevital.sequence.index",
     "COREVITAL_SEQUENCE_OUTPUT_TOKENS": "corevital.sequence.output_tokens",
     "COREVITAL_SEQUENCE_FINISH_REASON": "corevital.sequence.finish_reason",
@@ -478,13 +476,12 @@ def _members(generator: ModuleType, attribute: str) -> list[Any]:
 
 
 def test_enums_list_exactly_the_values_the_code_emits(generator: ModuleType) -> None:
-    from opentelemetry.instrumentation.corevital.capture.session import STOPPED_BY_COREVITAL
     from opentelemetry.instrumentation.corevital.config import CaptureLevel
     from opentelemetry.instrumentation.corevital.signals import compound, early_warning, risk
     from opentelemetry.instrumentation.corevital.signals import flags as fl
 
     assert _members(generator, "corevital.capture.level") == [level.value for level in CaptureLevel]
-    assert _members(generator, "corevital.sequence.finish_reason") == ["stop", "length", STOPPED_BY_COREVITAL]
+    assert _members(generator, "corevital.sequence.finish_reason") == ["stop", "length", sc.FINISH_REASON_COREVITAL_STOPPED]
     assert _members(generator, "corevital.risk.band") == [risk.LOW, risk.MODERATE, risk.HIGH]
     assert _members(generator, "corevital.flag.name") == list(fl.FLAG_NAMES)
     assert _members(generator, "corevital.compound_signal.name") == list(compound.SIGNAL_NAMES)

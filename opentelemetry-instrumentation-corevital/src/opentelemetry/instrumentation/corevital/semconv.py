@@ -54,9 +54,6 @@ COREVITAL_CAPTURE_LEVEL: Final = "corevital.capture.level"
 COREVITAL_ERROR_TYPE: Final = "corevital.error.type"
 """string: Exception type of a failure inside CoreVital's own code during this call."""
 
-COREVITAL_SEQUENCES: Final = "corevital.sequences"
-"""int: Deprecated. Replaced by `corevital.sequence.count`. Number of returned sequences summarised."""
-
 COREVITAL_STEPS: Final = "corevital.steps"
 """int: Number of decoding steps summarised."""
 
@@ -325,11 +322,6 @@ COREVITAL_ATTENTION_LAYER_BASIN_SCORE_MEAN: Final = "corevital.attention.layer.b
 
 COREVITAL_ATTENTION_LAYER_FOCUSED_HEADS_MEAN: Final = "corevital.attention.layer.focused_heads_mean"
 """double[]: Mean number of focused heads per step in each decoder layer."""
-
-# --- CoreVital content attributes (registry.corevital.content) ---
-
-COREVITAL_TOP_TOKEN_IDS: Final = "corevital.top_tokens.ids"
-"""int[]: Token ids of the 5 most likely next tokens at each decoding step."""
 
 # --- CoreVital risk attributes (registry.corevital.risk) ---
 

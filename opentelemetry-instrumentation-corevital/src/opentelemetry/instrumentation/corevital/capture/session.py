@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from .. import report as rep
+from .. import semconv as sc
 from ..config import CaptureLevel
 from ..generation import GenerationOutcome, GenerationRequest
 from ..report import Intervention
@@ -48,7 +49,6 @@ _N_ATTENTION = len(ATTENTION_LAYER_FIELDS)
 
 #: How many earlier last-layer states the repetition similarity looks back over (bounded memory).
 SIMILARITY_WINDOW = 256
-STOPPED_BY_COREVITAL = "corevital.stopped"
 
 
 class StepObserver(Protocol):
@@ -345,7 +345,7 @@ class CaptureSession:
         for row, intervention in self.interventions.items():
             if row < len(outcome.output_lengths):
                 outcome.output_lengths[row] = min(outcome.output_lengths[row], intervention.step + 1)
-                outcome.finish_reasons[row] = STOPPED_BY_COREVITAL
+                outcome.finish_reasons[row] = sc.FINISH_REASON_COREVITAL_STOPPED
 
     # -- end of the call -----------------------------------------------------------------------
     def finalize(self, outcome: GenerationOutcome) -> rep.CaptureReport | None:

@@ -90,7 +90,7 @@ def request_attributes(request: GenerationRequest) -> Attributes:
         sc.GEN_AI_REQUEST_MAX_TOKENS: request.max_new_tokens,
         sc.GEN_AI_REQUEST_TEMPERATURE: request.temperature,
         sc.GEN_AI_REQUEST_TOP_P: request.top_p,
-        sc.GEN_AI_REQUEST_TOP_K: request.top_k,
+        sc.GEN_AI_REQUEST_TOP_K: float(request.top_k) if request.top_k is not None else None,  # spec: double
         sc.GEN_AI_REQUEST_SEED: request.seed,
     }
     attributes.update({key: value for key, value in optional.items() if value is not None})
