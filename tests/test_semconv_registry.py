@@ -481,7 +481,11 @@ def test_enums_list_exactly_the_values_the_code_emits(generator: ModuleType) -> 
     from opentelemetry.instrumentation.corevital.signals import flags as fl
 
     assert _members(generator, "corevital.capture.level") == [level.value for level in CaptureLevel]
-    assert _members(generator, "corevital.sequence.finish_reason") == ["stop", "length", sc.FINISH_REASON_COREVITAL_STOPPED]
+    assert _members(generator, "corevital.sequence.finish_reason") == [
+        "stop",
+        "length",
+        sc.FINISH_REASON_COREVITAL_STOPPED,
+    ]
     assert _members(generator, "corevital.risk.band") == [risk.LOW, risk.MODERATE, risk.HIGH]
     assert _members(generator, "corevital.flag.name") == list(fl.FLAG_NAMES)
     assert _members(generator, "corevital.compound_signal.name") == list(compound.SIGNAL_NAMES)

@@ -51,7 +51,9 @@ ATTENTION_LAYER_FLOATS = [
 
 
 ATTENTION_KEYS = {key for keys in ATTENTION_STATS for key in keys} | set(ATTENTION_LAYER_FLOATS)
-HIDDEN_KEYS = {key for keys in HIDDEN_STATS for key in keys} | set(HIDDEN_LAYER_FLOATS) | set(HIDDEN_LAYER_INTS)
+HIDDEN_KEYS = (
+    {key for keys in HIDDEN_STATS for key in keys} | set(HIDDEN_LAYER_FLOATS) | set(HIDDEN_LAYER_INTS)
+)
 
 
 def assert_stats(attributes, keys, steps: int) -> None:

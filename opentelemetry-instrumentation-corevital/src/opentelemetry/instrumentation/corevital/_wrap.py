@@ -287,6 +287,7 @@ class GenerateWrapper:
                     attention_heads=report.attention_heads,
                     calibration=self._calibration,
                     token_text=token_text,
+                    streamed=observer is not None,
                 )
             )
         return health

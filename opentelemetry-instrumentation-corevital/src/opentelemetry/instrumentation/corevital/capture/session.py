@@ -139,7 +139,7 @@ class CaptureSession:
         self._track_surprisal = request.num_beams <= 1
         self._steps: list[torch.Tensor] = []
         self._surprisal: list[torch.Tensor] = []
-        self._prev_log_probs: torch.Tensor | None = None
+        self._prev_probs: torch.Tensor | None = None
         self._prev_last: torch.Tensor | None = None
         self._layers = 0
         self._hidden_size = 0
@@ -198,7 +198,7 @@ class CaptureSession:
             self.error = exc
             self._steps.clear()
             self._surprisal.clear()
-            self._prev_log_probs = self._prev_last = None
+            self._prev_probs = self._prev_last = None
             if self._on_error is not None:
                 self._on_error(exc)
 
@@ -209,15 +209,15 @@ class CaptureSession:
         if not isinstance(logits, torch.Tensor):
             raise CaptureError(f"{type(output).__name__} has no logits")
         last_logits = logits[:, -1] if logits.dim() == 3 else logits
-        packed_logits, log_probs = summarize_logits(last_logits)
+        packed_logits, probs = summarize_logits(last_logits)
         ids = kwargs.get("decoder_input_ids" if encoder_decoder else "input_ids")
         previous_tokens = ids[:, -1] if isinstance(ids, torch.Tensor) and self._token_pending else None
         pending_surprisal = None
-        if previous_tokens is not None and self._prev_log_probs is not None:
-            pending_surprisal = chosen_token_surprisal(self._prev_log_probs, previous_tokens)
+        if previous_tokens is not None and self._prev_probs is not None:
+            pending_surprisal = chosen_token_surprisal(self._prev_probs, previous_tokens)
             self._surprisal.append(pending_surprisal)
         self._pending = (previous_tokens, pending_surprisal)
-        self._prev_log_probs = log_probs if self._track_surprisal else None
+        self._prev_probs = probs if self._track_surprisal else None
         similarity = None
         parts = [packed_logits]
         if self.level.captures_hidden:
@@ -309,8 +309,8 @@ class CaptureSession:
         if not self._token_pending or not self.observers:
             return
         surprisal = (
-            chosen_token_surprisal(self._prev_log_probs, tokens)
-            if self._prev_log_probs is not None
+            chosen_token_surprisal(self._prev_probs, tokens)
+            if self._prev_probs is not None
             else torch.full(tokens.shape, float("nan"))
         )
         self._surprisal.append(surprisal)
@@ -373,16 +373,16 @@ class CaptureSession:
             surprisal[: known.shape[0]] = known.to(surprisal.device)
         last_column = self.request.prompt_length + total_steps - 1
         if (
-            self._prev_log_probs is not None
+            self._prev_probs is not None
             and len(self._surprisal) == total_steps - 1
             and sequences is not None
             and sequences.shape[0] == rows
             and last_column < sequences.shape[1]
         ):
-            surprisal[-1] = chosen_token_surprisal(self._prev_log_probs, sequences[:, last_column]).to(
+            surprisal[-1] = chosen_token_surprisal(self._prev_probs, sequences[:, last_column]).to(
                 surprisal.device
             )
-        self._prev_log_probs = self._prev_last = self._states = None
+        self._prev_probs = self._prev_last = self._states = None
         self._surprisal.clear()
         # The one device -> host transfer of the series.
         host = torch.cat((packed, surprisal[..., None]), dim=-1).cpu().numpy().astype(np.float64)

@@ -19,7 +19,7 @@ from .early_warning import EarlyWarning, early_warning
 from .fingerprint import fingerprint
 from .narrative import narrative
 from .risk import RiskAssessment, heuristic_risk
-from .streaming import HEALTH_FLAG, Firing
+from .streaming import EARLY_WARNING, HEALTH_FLAG, Firing
 
 
 @dataclass
@@ -97,6 +97,7 @@ def assess(
     attention_heads: int = 0,
     calibration: CalibrationProfile | None = None,
     token_text: Callable[[int], str] | None = None,
+    streamed: bool = False,
 ) -> SequenceHealth:
     """The health read-out of one sequence.
 
@@ -107,6 +108,8 @@ def assess(
         attention_heads: heads per layer (for the collapse rate), 0 without attention capture.
         calibration: a healthy-run profile; gives the divergence score when present.
         token_text: names the token of a step (only with content capture on).
+        streamed: the firings come from a streaming monitor that ran the early-warning detectors
+            (otherwise they are run here over the whole series).
     """
     series = sequence.series
     empty = np.zeros(0)
@@ -143,7 +146,9 @@ def assess(
     if l2 is not None and fl.MID_LAYER_ANOMALY in flags:
         exploded = fl.mid_layer_anomalies(l2, _nonfinite(hidden), profile.l2_explosion_multiplier)
     blamed = layer_blame(l2, _nonfinite(hidden), collapsed, exploded)
-    warning = early_warning(entropy, margin, surprisal, profile.high_entropy_threshold_bits, flags)
+    # The streaming monitor already ran the detectors step by step; without one, scan the series.
+    already = {f.name: f.step for f in firings if f.kind == EARLY_WARNING} if streamed else None
+    warning = early_warning(entropy, margin, surprisal, profile.high_entropy_threshold_bits, flags, already)
     all_firings = list(firings)
     streamed = {f.name for f in firings}
     for name, step in flags.fired.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -36,61 +37,67 @@ PASSTHROUGH: Mapping[str, float] = {
 SIGNAL_NAMES: tuple[str, ...] = tuple(FLOORS)
 
 
-def _last(values: np.ndarray) -> np.ndarray:
-    kept = values[np.isfinite(values)]
-    return kept[-WINDOW:]
+def _finite(values: Iterable[float]) -> list[float]:
+    return [float(v) for v in values if math.isfinite(v)]
 
 
-def entropy_accelerating(entropy: np.ndarray | Iterable[float]) -> bool:
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+# The detectors work on plain lists: they only read the ends of a series, and the streaming
+# monitor calls them at every step with a handful of values, where numpy's overhead dominates.
+
+
+def entropy_accelerating(entropy: Iterable[float]) -> bool:
     """At least 10 steps, and the last 3 changes of the 5-step moving mean are positive and growing."""
-    values = as_array(entropy)
-    values = values[np.isfinite(values)]
-    if values.size < 10:
+    values = _finite(entropy)
+    if len(values) < 10:
         return False
-    moving = np.convolve(values, np.ones(WINDOW) / WINDOW, mode="valid")
-    changes = np.diff(moving)[-3:]
-    return bool(changes.size == 3 and (changes > 0).all() and changes[0] < changes[1] < changes[2])
+    tail = values[-(WINDOW + 3) :]
+    moving = [_mean(tail[i : i + WINDOW]) for i in range(4)]
+    changes = [moving[i + 1] - moving[i] for i in range(3)]
+    return changes[0] > 0 and changes[0] < changes[1] < changes[2]
 
 
-def margin_collapsed(margin: np.ndarray | Iterable[float]) -> bool:
+def margin_collapsed(margin: Iterable[float]) -> bool:
     """Each of the last 5 top-1/top-2 margins is below 0.1."""
-    last = _last(as_array(margin))
-    return bool(last.size == WINDOW and (last < 0.1).all())
+    last = _finite(margin)[-WINDOW:]
+    return len(last) == WINDOW and all(v < 0.1 for v in last)
 
 
-def margin_declining(margin: np.ndarray | Iterable[float]) -> bool:
+def margin_declining(margin: Iterable[float]) -> bool:
     """At least 10 steps, and the mean of the last 5 margins is below 0.3 × the mean of the first 5."""
-    values = as_array(margin)
-    values = values[np.isfinite(values)]
-    if values.size < 10:
+    values = _finite(margin)
+    if len(values) < 10:
         return False
-    first = float(values[:WINDOW].mean())
-    return bool(first > 0 and float(values[-WINDOW:].mean()) / first < 0.3)
+    first = _mean(values[:WINDOW])
+    return first > 0 and _mean(values[-WINDOW:]) / first < 0.3
 
 
-def surprisal_volatile(surprisal: np.ndarray | Iterable[float]) -> bool:
-    """Coefficient of variation of the last 5 surprisals above 1.5."""
-    last = _last(as_array(surprisal))
-    if last.size < WINDOW:
+def surprisal_volatile(surprisal: Iterable[float]) -> bool:
+    """Coefficient of variation (population std / mean) of the last 5 surprisals above 1.5."""
+    last = _finite(surprisal)[-WINDOW:]
+    if len(last) < WINDOW:
         return False
-    mean = float(last.mean())
-    return bool(mean > 0 and float(last.std()) / mean > 1.5)
+    mean = _mean(last)
+    return mean > 0 and math.sqrt(_mean([(v - mean) ** 2 for v in last])) / mean > 1.5
 
 
 def entropy_margin_divergence(
-    entropy: np.ndarray | Iterable[float], margin: np.ndarray | Iterable[float], threshold_bits: float
+    entropy: Iterable[float], margin: Iterable[float], threshold_bits: float
 ) -> bool:
     """Mean entropy of the last 5 steps above the threshold while the mean margin stays above 0.3."""
-    last_entropy, last_margin = _last(as_array(entropy)), _last(as_array(margin))
-    if last_entropy.size < WINDOW or last_margin.size < WINDOW:
+    last_entropy, last_margin = _finite(entropy)[-WINDOW:], _finite(margin)[-WINDOW:]
+    if len(last_entropy) < WINDOW or len(last_margin) < WINDOW:
         return False
-    return bool(last_entropy.mean() > threshold_bits and last_margin.mean() > 0.3)
+    return _mean(last_entropy) > threshold_bits and _mean(last_margin) > 0.3
 
 
 def detect(
-    entropy: np.ndarray | Iterable[float],
-    margin: np.ndarray | Iterable[float],
-    surprisal: np.ndarray | Iterable[float],
+    entropy: Iterable[float],
+    margin: Iterable[float],
+    surprisal: Iterable[float],
     threshold_bits: float,
 ) -> list[str]:
     """The detectors that hold on these series (the steps generated so far)."""
@@ -132,9 +139,9 @@ def scan(
     threshold_bits: float,
 ) -> dict[str, int]:
     """Run the detectors as the steps arrive: the first step at which each one held."""
-    e, m, s = as_array(entropy), as_array(margin), as_array(surprisal)
+    e, m, s = list(as_array(entropy)), list(as_array(margin)), list(as_array(surprisal))
     first: dict[str, int] = {}
-    for step in range(e.size):
+    for step in range(len(e)):
         end = step + 1
         for name in detect(e[:end], m[:end], s[:end], threshold_bits):
             first.setdefault(name, step)
@@ -147,9 +154,13 @@ def early_warning(
     surprisal: np.ndarray | Iterable[float],
     threshold_bits: float,
     health_flags: fl.HealthFlags | None = None,
+    streamed: Mapping[str, int] | None = None,
 ) -> EarlyWarning:
-    """Streaming detectors plus the health flags they pass through (repetition, mid-layer, collapse)."""
-    signals = scan(entropy, margin, surprisal, threshold_bits)
+    """Streaming detectors plus the health flags they pass through (repetition, mid-layer, collapse).
+
+    ``streamed``: what a streaming monitor already found (then the series are not scanned again).
+    """
+    signals = dict(streamed) if streamed is not None else scan(entropy, margin, surprisal, threshold_bits)
     if health_flags is not None:
         for name in PASSTHROUGH:
             if name in health_flags.fired:

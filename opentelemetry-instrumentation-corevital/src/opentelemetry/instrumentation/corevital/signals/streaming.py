@@ -52,6 +52,10 @@ class SequenceMonitor:
     surprisal: list[float] = field(default_factory=list)
     similarity: list[float] = field(default_factory=list)
     ended: bool = False
+    # Finite values only, for the early-warning windows (what the detectors see after NaN removal).
+    _entropy_seen: list[float] = field(default_factory=list)
+    _margin_seen: list[float] = field(default_factory=list)
+    _surprisal_seen: list[float] = field(default_factory=list)
     _fired: set[str] = field(default_factory=set)
     _repetition: RepetitionDetector | None = None
 
@@ -76,6 +80,10 @@ class SequenceMonitor:
         self.entropy.append(entropy)
         self.margin.append(margin)
         self.similarity.append(similarity)
+        if math.isfinite(entropy):
+            self._entropy_seen.append(entropy)
+        if math.isfinite(margin):
+            self._margin_seen.append(margin)
         new: list[Firing] = []
         if nan or math.isnan(entropy):
             new += self._fire(HEALTH_FLAG, fl.NAN, step, {"entropy_is_nan": float(math.isnan(entropy))})
@@ -89,15 +97,40 @@ class SequenceMonitor:
             return []
         step = len(self.surprisal)
         self.surprisal.append(surprisal)
+        if math.isfinite(surprisal):
+            self._surprisal_seen.append(surprisal)
         new: list[Firing] = []
         assert self._repetition is not None
         if self._repetition.update(token, self.similarity[step]):
             new += self._fire(HEALTH_FLAG, fl.REPETITION_LOOP, step, dict(self._repetition.evidence))
-        for name in ew.detect(self.entropy, self.margin, self.surprisal, self.high_entropy_threshold_bits):
+        for name in self._early_warnings():
             new += self._fire(EARLY_WARNING, name, step, self._evidence(name))
         if token in self.eos_token_ids:
             self.ended = True
         return new
+
+    def _early_warnings(self) -> list[str]:
+        """The detectors on the shortest windows that decide them, so a step costs O(1): the last
+        8 entropies (three changes of a 5-step moving mean), the first and last 5 margins, the last
+        5 surprisals (the detectors only read the ends of each series)."""
+        entropy, margin = self._entropy_seen, self._margin_seen
+        window = ew.WINDOW
+        entropy_window = entropy if len(entropy) < 10 else entropy[-10:]
+        margin_window = margin if len(margin) < 10 else margin[:window] + margin[-window:]
+        fired = []
+        if ew.entropy_accelerating(entropy_window):
+            fired.append(ew.ENTROPY_ACCELERATING)
+        if ew.margin_collapsed(margin[-window:]):
+            fired.append(ew.MARGIN_COLLAPSED)
+        if ew.margin_declining(margin_window):
+            fired.append(ew.MARGIN_DECLINING)
+        if ew.surprisal_volatile(self._surprisal_seen[-window:]):
+            fired.append(ew.SURPRISAL_VOLATILE)
+        if ew.entropy_margin_divergence(
+            entropy[-window:], margin[-window:], self.high_entropy_threshold_bits
+        ):
+            fired.append(ew.ENTROPY_MARGIN_DIVERGENCE)
+        return fired
 
     def _evidence(self, name: str) -> dict[str, float]:
         window = ew.WINDOW
