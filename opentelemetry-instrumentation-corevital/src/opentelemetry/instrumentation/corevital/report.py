@@ -17,6 +17,7 @@ SERIES_TOP1_PROB = "top1_prob"
 SERIES_SURPRISAL = "surprisal"
 SERIES_HIDDEN_L2_NORM = "hidden.l2_norm"
 SERIES_HIDDEN_COSINE_PREVIOUS = "hidden.cosine_previous"
+SERIES_HIDDEN_MAX_SIMILARITY = "hidden.max_similarity"
 SERIES_ATTENTION_ENTROPY_NORMALIZED = "attention.entropy_normalized"
 SERIES_ATTENTION_COLLAPSED_HEADS = "attention.collapsed_heads"
 

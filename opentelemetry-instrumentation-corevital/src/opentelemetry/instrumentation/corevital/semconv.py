@@ -229,6 +229,26 @@ COREVITAL_HIDDEN_COSINE_PREVIOUS_SERIES: Final = "corevital.hidden.cosine_previo
 decoding step.
 """
 
+COREVITAL_HIDDEN_MAX_SIMILARITY_MEAN: Final = "corevital.hidden.max_similarity.mean"
+"""double: Mean over the call's decoding steps of the largest cosine similarity of the last layer's
+state to any earlier step's (the previous one excluded).
+"""
+
+COREVITAL_HIDDEN_MAX_SIMILARITY_MIN: Final = "corevital.hidden.max_similarity.min"
+"""double: Minimum over the call's decoding steps of the largest cosine similarity of the last layer's
+state to an earlier step's.
+"""
+
+COREVITAL_HIDDEN_MAX_SIMILARITY_MAX: Final = "corevital.hidden.max_similarity.max"
+"""double: Maximum over the call's decoding steps of the largest cosine similarity of the last layer's
+state to an earlier step's.
+"""
+
+COREVITAL_HIDDEN_MAX_SIMILARITY_SERIES: Final = "corevital.hidden.max_similarity.series"
+"""double[]: Per decoding step, the largest cosine similarity of the last layer's state to any earlier
+step's state (the previous step excluded).
+"""
+
 COREVITAL_HIDDEN_LAYER_L2_NORM_MEAN: Final = "corevital.hidden.layer.l2_norm_mean"
 """double[]: Mean over steps of each decoder layer's hidden-state L2 norm at the newest position."""
 

@@ -230,8 +230,11 @@ class CaptureSession:
             parts.append(summarize_hidden(layers).flatten(1))
             parts.append(cosine_to_previous(last, self._prev_last)[:, None])
             self._prev_last = last
-            if self._make_observer is not None:
+            if self.request.num_beams <= 1:  # beam rows change meaning between steps
                 similarity = self._max_similarity(last)
+                parts.append(similarity[:, None])
+            else:
+                parts.append(torch.full_like(parts[-1], float("nan")))
         if self.level.captures_attention:
             attentions = getattr(output, "decoder_attentions" if encoder_decoder else "attentions", None)
             if not attentions:
@@ -430,7 +433,8 @@ class CaptureSession:
             report.hidden_layers = {name: hidden[:, :, i] for i, name in enumerate(HIDDEN_LAYER_FIELDS)}
             series[rep.SERIES_HIDDEN_L2_NORM] = hidden[:, -1, HIDDEN_LAYER_FIELDS.index("l2_norm")]
             series[rep.SERIES_HIDDEN_COSINE_PREVIOUS] = data[:, offset + width]
-            offset += width + 1
+            series[rep.SERIES_HIDDEN_MAX_SIMILARITY] = data[:, offset + width + 1]
+            offset += width + 2
         if self.level.captures_attention:
             layers = self._attention_layers
             attention = data[:, offset : offset + layers * _N_ATTENTION].reshape(n, layers, _N_ATTENTION)
