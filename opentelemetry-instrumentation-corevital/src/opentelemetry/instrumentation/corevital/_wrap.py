@@ -288,6 +288,9 @@ class GenerateWrapper:
                     calibration=self._calibration,
                     token_text=token_text,
                     streamed=observer is not None,
+                    tokens=_generated_tokens(
+                        sequences, sequence.index, request.prompt_length, sequence.steps
+                    ),
                 )
             )
         return health
@@ -325,6 +328,13 @@ class GenerateWrapper:
         except Exception as exc:
             report(where, exc)
             return None
+
+
+def _generated_tokens(sequences: Any, row: int, prompt_length: int, steps: int) -> list[int]:
+    """The generated token ids of ``row`` (empty when the result has no sequences)."""
+    if sequences is None or row >= sequences.shape[0]:
+        return []
+    return [int(t) for t in sequences[row, prompt_length : prompt_length + steps].tolist()]
 
 
 def _token_text(tokenizer: Any, sequences: Any, row: int, prompt_length: int, step: int) -> str:

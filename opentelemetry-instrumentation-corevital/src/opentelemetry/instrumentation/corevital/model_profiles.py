@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from .signals.risk import RiskModel
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_PROFILE = "default"
@@ -32,12 +34,15 @@ class ModelProfile:
     mid_layer_min_run: int = 3
     mid_layer_min_share: float = 0.25
     basin_score_baseline: float = 0.25
+    risk_model: RiskModel | None = None  # the fitted risk model; None: the SIGNALS §6 heuristic
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any]) -> ModelProfile:
         known = {f.name for f in fields(cls)}
         values = {key: value for key, value in data.items() if key in known}
         values["architectures"] = tuple(values.get("architectures") or ())
+        if values.get("risk_model") is not None:
+            values["risk_model"] = RiskModel.from_mapping(values["risk_model"])
         return cls(**values)
 
 
@@ -57,10 +62,23 @@ def load_profiles(user_dir: str | None = None) -> dict[str, ModelProfile]:
     """Every profile by name: the shipped ones, overridden by those in ``user_dir`` (same name);
     the built-in default when none can be read."""
     profiles: dict[str, ModelProfile] = {}
-    for path in _profile_files(user_dir):
+    files = _profile_files(user_dir)
+    # Every profile starts from the shipped default's values (the risk model among them).
+    base: dict[str, Any] = {}
+    for path in files:
+        if path.stem == DEFAULT_PROFILE and not base:
+            try:
+                base = dict(yaml.safe_load(path.read_text()) or {})
+            except (OSError, yaml.YAMLError) as exc:
+                logger.warning("CoreVital: ignoring unreadable model profile %s: %s", path, exc)
+    for path in files:
         try:
-            profile = ModelProfile.from_mapping(yaml.safe_load(path.read_text()) or {})
-        except (OSError, yaml.YAMLError, TypeError, ValueError) as exc:
+            own = yaml.safe_load(path.read_text()) or {}
+            if not isinstance(own, dict):
+                raise ValueError("a model profile is a mapping")
+            merged = {**base, "architectures": [], **own}
+            profile = ModelProfile.from_mapping(merged)
+        except (OSError, yaml.YAMLError, TypeError, ValueError, KeyError) as exc:
             logger.warning("CoreVital: ignoring unreadable model profile %s: %s", path, exc)
             continue
         profiles[profile.name] = profile

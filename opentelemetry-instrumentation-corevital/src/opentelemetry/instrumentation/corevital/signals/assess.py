@@ -18,7 +18,7 @@ from .compound import CompoundSignal, compound_signals
 from .early_warning import EarlyWarning, early_warning
 from .fingerprint import fingerprint
 from .narrative import narrative
-from .risk import RiskAssessment, heuristic_risk
+from .risk import RiskAssessment, heuristic_risk, model_risk, risk_features
 from .streaming import EARLY_WARNING, HEALTH_FLAG, Firing
 
 
@@ -98,6 +98,7 @@ def assess(
     calibration: CalibrationProfile | None = None,
     token_text: Callable[[int], str] | None = None,
     streamed: bool = False,
+    tokens: Sequence[int] = (),
 ) -> SequenceHealth:
     """The health read-out of one sequence.
 
@@ -108,6 +109,7 @@ def assess(
         attention_heads: heads per layer (for the collapse rate), 0 without attention capture.
         calibration: a healthy-run profile; gives the divergence score when present.
         token_text: names the token of a step (only with content capture on).
+        tokens: the sequence's generated token ids (for the repeated-text risk feature).
         streamed: the firings come from a streaming monitor that ran the early-warning detectors
             (otherwise they are run here over the whole series).
     """
@@ -139,7 +141,11 @@ def assess(
         collapsed_head_share=share,
         repetition_evidence=fl.REPETITION_LOOP in flags,
     )
-    risk = heuristic_risk(flags, entropy, margin, topk_mass, surprisal, compound)
+    features = risk_features(series, sequence.output_tokens, sequence.finish_reason, tokens)
+    if profile.risk_model is not None:
+        risk = model_risk(profile.risk_model, features, flags, compound)
+    else:
+        risk = heuristic_risk(flags, entropy, margin, topk_mass, surprisal, compound)
     hidden = sequence.hidden_layers
     l2 = _layer_field(hidden, "l2_norm")
     exploded = None
@@ -150,9 +156,9 @@ def assess(
     already = {f.name: f.step for f in firings if f.kind == EARLY_WARNING} if streamed else None
     warning = early_warning(entropy, margin, surprisal, profile.high_entropy_threshold_bits, flags, already)
     all_firings = list(firings)
-    streamed = {f.name for f in firings}
+    reported = {f.name for f in firings}
     for name, step in flags.fired.items():
-        if name not in streamed:
+        if name not in reported:
             all_firings.append(Firing(HEALTH_FLAG, name, step, {}, 0))
     divergence_result = None
     if calibration is not None:

@@ -207,29 +207,47 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(x, -500, 500)))
 
 
-def fit_platt(
-    scores: np.ndarray | Iterable[float], labels: np.ndarray | Iterable[float], l2: float = 1e-6
-) -> PlattScaling:
-    """Fit Platt scaling by maximum likelihood (Newton's method, a tiny ridge for separable data).
+def fit_logistic(
+    features: np.ndarray, labels: np.ndarray | Iterable[float], l2: float = 1e-6
+) -> tuple[np.ndarray, float]:
+    """Logistic regression by maximum likelihood (Newton's method with an L2 penalty on the
+    weights, not the intercept): returns ``(weights, intercept)``.
+
+    Args:
+        features: ``[samples, features]``, already standardised if the penalty should treat them alike.
+        labels: 0/1 per sample.
+        l2: ridge strength (keeps separable data finite).
+    """
+    x = np.asarray(features, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[:, None]
+    y = as_array(labels)
+    keep = np.isfinite(x).all(axis=1) & np.isfinite(y)
+    x, y = x[keep], y[keep]
+    if y.size == 0 or len(np.unique(y)) < 2:
+        rate = float(np.clip(y.mean(), 1e-6, 1 - 1e-6)) if y.size else 0.5
+        return np.zeros(x.shape[1]), math.log(rate / (1 - rate))
+    design = np.column_stack([x, np.ones(len(x))])
+    penalty = np.full(design.shape[1], l2)
+    penalty[-1] = 1e-9  # the intercept is (almost) not penalised
+    weights = np.zeros(design.shape[1])
+    for _ in range(100):
+        p = _sigmoid(design @ weights)
+        gradient = design.T @ (p - y) + penalty * weights
+        hessian = (design * (p * (1 - p))[:, None]).T @ design + np.diag(penalty)
+        step = np.linalg.solve(hessian, gradient)
+        weights -= step
+        if np.abs(step).max() < 1e-10:
+            break
+    return weights[:-1], float(weights[-1])
+
+
+def fit_platt(scores: np.ndarray | Iterable[float], labels: np.ndarray | Iterable[float]) -> PlattScaling:
+    """Fit Platt scaling by maximum likelihood (a one-feature :func:`fit_logistic`).
 
     >>> model = fit_platt([0.1, 0.2, 0.8, 0.9, 0.3, 0.7], [0, 0, 1, 1, 1, 0])
     >>> bool(model(np.array([0.9]))[0] > model(np.array([0.1]))[0])
     True
     """
-    s, y = as_array(scores), as_array(labels)
-    keep = np.isfinite(s) & np.isfinite(y)
-    s, y = s[keep], y[keep]
-    if s.size == 0 or len(np.unique(y)) < 2:
-        rate = float(np.clip(y.mean(), 1e-6, 1 - 1e-6)) if y.size else 0.5
-        return PlattScaling(0.0, math.log(rate / (1 - rate)))
-    design = np.column_stack([s, np.ones_like(s)])
-    weights = np.zeros(2)
-    for _ in range(100):
-        p = _sigmoid(design @ weights)
-        gradient = design.T @ (p - y) + l2 * weights
-        hessian = (design * (p * (1 - p))[:, None]).T @ design + l2 * np.eye(2)
-        step = np.linalg.solve(hessian, gradient)
-        weights -= step
-        if np.abs(step).max() < 1e-10:
-            break
-    return PlattScaling(float(weights[0]), float(weights[1]))
+    weights, intercept = fit_logistic(as_array(scores)[:, None], labels)
+    return PlattScaling(float(weights[0]), intercept)

