@@ -105,7 +105,9 @@ def worker(name: str, rows: list[dict[str, Any]], shard: Path, capture: str) -> 
                     inputs = tokenizer(row["prompt"], return_tensors="pt")
                 started = time.perf_counter()
                 out = model.generate(
-                    **inputs, max_new_tokens=row.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS), do_sample=False
+                    **inputs,
+                    max_new_tokens=row.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS),
+                    do_sample=False,
                 )
                 seconds = time.perf_counter() - started
                 tokens = out[0, inputs["input_ids"].shape[1] :].tolist()
@@ -117,9 +119,13 @@ def worker(name: str, rows: list[dict[str, Any]], shard: Path, capture: str) -> 
                     "tokens": tokens,
                     "text": tokenizer.decode(tokens, skip_special_tokens=True),
                     "seconds": seconds,
-                    "attributes": {k: list(v) if isinstance(v, tuple) else v for k, v in span.attributes.items()},
+                    "attributes": {
+                        k: list(v) if isinstance(v, tuple) else v for k, v in span.attributes.items()
+                    },
                     "events": [{"name": e.name, **dict(e.attributes)} for e in span.events],
-                    "series": {k: [None if v != v else v for v in sequence.series[k].tolist()] for k in SERIES},
+                    "series": {
+                        k: [None if v != v else v for v in sequence.series[k].tolist()] for k in SERIES
+                    },
                 }
                 sink.write(json.dumps(record) + "\n")
                 sink.flush()

@@ -148,3 +148,40 @@ def test_stop_on_aliases() -> None:
         "repetition_loop",
         "nan_detected",
     }
+
+
+def test_calibrate_labels_refits_the_risk_model(tiny_model_dir, tmp_path, instrument, telemetry) -> None:
+    labels = tmp_path / "labels.jsonl"
+    rows = [{"prompt": f"w{10 + i} w{20 + i}", "label": i % 2} for i in range(6)]
+    labels.write_text("\n".join(json.dumps(r) for r in rows))
+    out = tmp_path / "llama.yaml"
+    assert (
+        cli.main(["calibrate", "--model", str(tiny_model_dir), "--labels", str(labels), "--out", str(out)])
+        == 0
+    )
+    instrumentor = instrument(profiles_dir=str(tmp_path))
+    from opentelemetry.instrumentation.corevital.model_profiles import profile_for
+
+    model = tiny_models.llama()
+    profile = profile_for(model, instrumentor.settings.profiles_dir)
+    assert profile.name == "llama" and profile.risk_model is not None
+    assert profile.l2_explosion_multiplier == 10.0  # the rest of the shipped llama profile stays
+    model.generate(**tiny_models.prompt(), max_new_tokens=4, do_sample=False)
+    assert 0 <= telemetry.span().attributes[sc.COREVITAL_RISK_SCORE] <= 1
+
+
+def test_calibrate_labels_needs_labels(tiny_model_dir, tmp_path) -> None:
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text(json.dumps({"prompt": "w10"}))
+    with pytest.raises(SystemExit):
+        cli.main(
+            [
+                "calibrate",
+                "--model",
+                str(tiny_model_dir),
+                "--labels",
+                str(labels),
+                "--out",
+                str(tmp_path / "x"),
+            ]
+        )

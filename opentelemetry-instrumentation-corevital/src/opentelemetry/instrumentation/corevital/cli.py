@@ -1,6 +1,12 @@
 """The ``corevital`` command: build a calibration profile from a model's healthy runs.
 
     corevital calibrate --model DIR_OR_ID [--gguf-file NAME] --prompts FILE --out PROFILE.json
+    corevital calibrate --model DIR_OR_ID [--gguf-file NAME] --labels FILE --out PROFILE.yaml
+
+The first builds a healthy-run profile (``OTEL_INSTRUMENTATION_COREVITAL_CALIBRATION_PROFILE``).
+The second refits the risk score on your own labelled generations (``{"prompt": ..., "label": 1}``
+per line, 1 = the generation failed) and writes a model profile with the fitted ``risk_model`` to
+drop into ``OTEL_INSTRUMENTATION_COREVITAL_PROFILES_DIR``.
 
 Prompts are read from a JSON-lines file (``{"prompt": "...", "chat": true}`` per line, the format
 of the evaluation sets) or a plain text file (one prompt per line). Every prompt is generated
@@ -20,7 +26,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .report import CaptureReport
+from .signals.risk import fit_risk_model, risk_features
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +52,9 @@ def read_prompts(path: str | Path) -> list[dict[str, Any]]:
                 raise SystemExit(f"{path}:{number}: not valid JSON ({exc})") from exc
             if not isinstance(row.get("prompt"), str):
                 raise SystemExit(f"{path}:{number}: a JSON line needs a string 'prompt'")
-            prompts.append({"prompt": row["prompt"], "chat": bool(row.get("chat", False))})
+            prompts.append(
+                {"prompt": row["prompt"], "chat": bool(row.get("chat", False)), "label": row.get("label")}
+            )
         else:
             prompts.append({"prompt": text, "chat": False})
     if not prompts:
@@ -92,7 +103,9 @@ def calibrate(args: argparse.Namespace) -> int:
     from .signals.calibration import ProfileBuilder
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    prompts = read_prompts(args.prompts)
+    prompts = read_prompts(args.labels or args.prompts)
+    if args.labels and any(row.get("label") not in (0, 1, True, False) for row in prompts):
+        raise SystemExit(f"{args.labels}: every line needs a 0/1 'label'")
     out = Path(args.out)
     partial = out.with_name(out.name + ".partial.jsonl")
     done = _done(partial) if args.resume else {}
@@ -117,12 +130,16 @@ def calibrate(args: argparse.Namespace) -> int:
                     )
                 else:
                     inputs = tokenizer(row["prompt"], return_tensors="pt")
-                model.generate(**inputs, max_new_tokens=args.max_new_tokens, do_sample=False)
+                result = model.generate(**inputs, max_new_tokens=args.max_new_tokens, do_sample=False)
                 if not reports or not reports[0].sequences:
                     continue
+                generated = result[0, inputs["input_ids"].shape[1] :].tolist()
                 sequence = reports[0].sequences[0]
                 record = {
                     "index": index,
+                    "features": risk_features(
+                        sequence.series, sequence.output_tokens, sequence.finish_reason, generated
+                    ).tolist(),
                     "series": {name: sequence.series[name].tolist() for name in PROFILE_SERIES},
                     "layers": {
                         name: getattr(sequence, source)[field].tolist()
@@ -134,8 +151,9 @@ def calibrate(args: argparse.Namespace) -> int:
                 done[index] = record
     finally:
         instrumentor.uninstrument()
+    if args.labels:
+        return _write_risk_profile(prompts, done, model, out, partial)
     builder = ProfileBuilder(model.name_or_path or args.model)
-    import numpy as np
 
     for record in done.values():
         builder.add(
@@ -149,6 +167,27 @@ def calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write_risk_profile(
+    prompts: list[dict[str, Any]], done: dict[int, dict[str, Any]], model: Any, out: Path, partial: Path
+) -> int:
+    """Fit the risk model on the labelled runs and write it as a model profile (YAML)."""
+    import yaml
+
+    indices = sorted(done)
+    features = np.array([done[i]["features"] for i in indices], dtype=float)
+    labels = np.array([float(prompts[i]["label"]) for i in indices])
+    if len(set(labels.tolist())) < 2:
+        raise SystemExit("--labels needs both failed (1) and good (0) generations")
+    risk_model = fit_risk_model(features, labels)
+    model_type = str(getattr(getattr(model, "config", None), "model_type", "") or "default")
+    profile = {"name": model_type, "risk_model": risk_model.to_mapping()}
+    header = f"# Risk model refitted by `corevital calibrate --labels` on {len(indices)} labelled runs.\n"
+    out.write_text(header + yaml.safe_dump(profile, sort_keys=False))
+    partial.unlink(missing_ok=True)
+    print(f"wrote {out}: risk model for model type {model_type!r} from {len(indices)} runs", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="corevital", description=__doc__.splitlines()[0] if __doc__ else None
@@ -159,8 +198,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", required=True, help="a local model directory (or a model already in the cache)"
     )
     cal.add_argument("--gguf-file", help="the GGUF file inside --model to load")
-    cal.add_argument("--prompts", required=True, help="JSON-lines or text file of known-healthy prompts")
-    cal.add_argument("--out", required=True, help="where to write the profile (JSON)")
+    source = cal.add_mutually_exclusive_group(required=True)
+    source.add_argument("--prompts", help="JSON-lines or text file of known-healthy prompts")
+    source.add_argument(
+        "--labels", help="JSON-lines file of prompts with a 0/1 'label' (1 = failed): refit the risk"
+    )
+    cal.add_argument("--out", required=True, help="where to write the profile (JSON; YAML with --labels)")
     cal.add_argument("--max-new-tokens", type=int, default=64)
     cal.add_argument(
         "--no-resume", dest="resume", action="store_false", help="start over, ignoring saved progress"

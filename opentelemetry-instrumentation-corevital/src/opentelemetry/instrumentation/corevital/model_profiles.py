@@ -46,42 +46,62 @@ class ModelProfile:
         return cls(**values)
 
 
-def _profile_files(user_dir: str | None = None) -> list[Path]:
-    """The shipped profiles (inside the wheel; ``configs/`` in a source checkout), then the user's."""
+def _shipped_directory() -> Path | None:
+    """The shipped profiles: inside the wheel, or ``configs/`` in a source checkout."""
     packaged = Path(str(resources.files(__package__).joinpath("profiles")))
     source = Path(__file__).resolve().parents[5] / "configs" / "model_profiles"
-    shipped = next((d for d in (packaged, source) if d.is_dir()), None)
+    return next((d for d in (packaged, source) if d.is_dir()), None)
+
+
+def _profile_files(user_dir: str | None = None) -> list[Path]:
+    """The shipped profile files, then the user's."""
+    shipped = _shipped_directory()
     files = sorted(shipped.glob("*.yaml")) if shipped else []
     if user_dir:
         files += sorted(Path(user_dir).glob("*.yaml"))
     return files
 
 
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError("a model profile is a mapping")
+        return data
+    except (OSError, yaml.YAMLError, ValueError) as exc:
+        logger.warning("CoreVital: ignoring unreadable model profile %s: %s", path, exc)
+        return None
+
+
 @functools.lru_cache(maxsize=8)
 def load_profiles(user_dir: str | None = None) -> dict[str, ModelProfile]:
-    """Every profile by name: the shipped ones, overridden by those in ``user_dir`` (same name);
-    the built-in default when none can be read."""
-    profiles: dict[str, ModelProfile] = {}
-    files = _profile_files(user_dir)
-    # Every profile starts from the shipped default's values (the risk model among them).
+    """Every profile by name.
+
+    A shipped profile starts from the shipped ``default`` profile's values (the fitted risk model
+    among them) and overrides what it sets; a profile in ``user_dir`` overrides, field by field,
+    the profile of the same name (or adds a new one on top of the default).
+    """
+    shipped = _shipped_directory()
+    user = Path(user_dir) if user_dir else None
+    raw: dict[str, dict[str, Any]] = {}
     base: dict[str, Any] = {}
-    for path in files:
-        if path.stem == DEFAULT_PROFILE and not base:
-            try:
-                base = dict(yaml.safe_load(path.read_text()) or {})
-            except (OSError, yaml.YAMLError) as exc:
-                logger.warning("CoreVital: ignoring unreadable model profile %s: %s", path, exc)
-    for path in files:
-        try:
-            own = yaml.safe_load(path.read_text()) or {}
-            if not isinstance(own, dict):
-                raise ValueError("a model profile is a mapping")
-            merged = {**base, "architectures": [], **own}
-            profile = ModelProfile.from_mapping(merged)
-        except (OSError, yaml.YAMLError, TypeError, ValueError, KeyError) as exc:
-            logger.warning("CoreVital: ignoring unreadable model profile %s: %s", path, exc)
+    if shipped is not None and (shipped / f"{DEFAULT_PROFILE}.yaml").exists():
+        base = _read(shipped / f"{DEFAULT_PROFILE}.yaml") or {}
+    for path in _profile_files(user_dir):
+        own = _read(path)
+        if own is None:
             continue
-        profiles[profile.name] = profile
+        name = str(own.get("name", path.stem))
+        if user is not None and path.parent == user:
+            raw[name] = {**raw.get(name, {**base, "architectures": []}), **own}
+        else:
+            raw[name] = {**base, "architectures": [], **own}
+    profiles: dict[str, ModelProfile] = {}
+    for name, data in raw.items():
+        try:
+            profiles[name] = ModelProfile.from_mapping({**data, "name": name})
+        except (TypeError, ValueError, KeyError) as exc:
+            logger.warning("CoreVital: ignoring invalid model profile %r: %s", name, exc)
     profiles.setdefault(DEFAULT_PROFILE, ModelProfile())
     return profiles
 

@@ -211,10 +211,10 @@ class RiskModel:
     def to_mapping(self) -> dict[str, Any]:
         return {
             "features": list(self.features),
-            "mean": [round(v, 6) for v in self.mean],
-            "scale": [round(v, 6) for v in self.scale],
-            "weights": [round(v, 6) for v in self.weights],
-            "intercept": round(self.intercept, 6),
+            "mean": [round(float(v), 6) for v in self.mean],
+            "scale": [round(float(v), 6) for v in self.scale],
+            "weights": [round(float(v), 6) for v in self.weights],
+            "intercept": round(float(self.intercept), 6),
         }
 
     def _z(self, features: np.ndarray) -> np.ndarray:
@@ -252,7 +252,13 @@ def fit_risk_model(features: np.ndarray, labels: np.ndarray | Iterable[float], l
     scale = np.where(np.isfinite(scale) & (scale > 1e-9), scale, 1.0)
     z = np.where(np.isfinite(x), (x - mean) / scale, 0.0)
     weights, intercept = fit_logistic(z, labels, l2=l2)
-    return RiskModel(RISK_FEATURES, tuple(mean), tuple(scale), tuple(weights), intercept)
+    return RiskModel(
+        RISK_FEATURES,
+        tuple(float(v) for v in mean),
+        tuple(float(v) for v in scale),
+        tuple(float(v) for v in weights),
+        float(intercept),
+    )
 
 
 def model_risk(

