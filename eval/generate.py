@@ -47,8 +47,12 @@ def item_key(row: dict[str, Any]) -> str:
 
 
 def read_set(path: Path, limit: int | None = None) -> list[dict[str, Any]]:
+    """The set's rows; with ``limit``, that many evenly spaced rows (so every task is represented)."""
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return rows[:limit] if limit else rows
+    if not limit or limit >= len(rows):
+        return rows
+    step = len(rows) / limit
+    return [rows[int(i * step)] for i in range(limit)]
 
 
 def cached_keys(cache: Path, name: str) -> set[str]:
@@ -137,7 +141,7 @@ def worker(name: str, rows: list[dict[str, Any]], shard: Path, capture: str) -> 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--sets", nargs="+", default=list(SETS), help="set names or JSONL paths")
-    parser.add_argument("--limit", type=int, help="only the first N items of each set (quick mode)")
+    parser.add_argument("--limit", type=int, help="only N evenly spaced items of each set (quick mode)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--cache", default=str(ROOT / "eval" / "cache"))
     parser.add_argument("--capture", default="hidden")

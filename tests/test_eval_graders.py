@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from eval import graders  # noqa: E402
+from eval import graders
 
 
 @pytest.mark.parametrize(
@@ -73,3 +73,33 @@ def test_qa_dispatch() -> None:
     assert graders.qa_wrong(row, "6")
     with pytest.raises(ValueError):
         graders.qa_wrong({"task": "poetry", "gold": "x"}, "x")
+
+
+def test_auroc_and_bootstrap() -> None:
+    import numpy as np
+    from eval import evaluate
+
+    labels = np.array([0, 0, 1, 1], dtype=bool)
+    assert evaluate.auroc(np.array([0.1, 0.2, 0.8, 0.9]), labels) == 1.0
+    assert evaluate.auroc(np.array([0.9, 0.8, 0.2, 0.1]), labels) == 0.0
+    assert evaluate.auroc(np.array([0.5, 0.5, 0.5, 0.5]), labels) == 0.5
+    assert np.isnan(evaluate.auroc(np.array([0.1, 0.2]), np.array([True, True])))
+    point, low, high = evaluate.auroc_ci(
+        np.array([0.1, 0.4, 0.35, 0.8] * 5), np.array([0, 0, 1, 1] * 5, dtype=bool)
+    )
+    assert low <= point <= high
+
+
+def test_streaming_detection_bookkeeping() -> None:
+    import numpy as np
+    from eval import evaluate
+
+    loop_tokens = list(range(20)) + [1, 2, 3, 4] * 10
+    item = evaluate.Item("loops", "loops", {"prompt": "x"}, loop_tokens, "", {}, "length", 1.0, label=True)
+    item.series = {"hidden.max_similarity": np.full(len(loop_tokens), 0.99)}
+    step = evaluate.detect(item, 8, 0.9)
+    result = evaluate.Detection()
+    result.add(item, step)
+    first = evaluate.first_repeated_ngram(loop_tokens, 8)
+    assert step == first and result.delays == [0] and result.rate == 1.0
+    assert result.saved == result.wasted  # caught at once: every wasted token is saved
