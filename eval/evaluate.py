@@ -50,8 +50,9 @@ from opentelemetry.instrumentation.corevital.signals.risk import (  # noqa: E402
 FOLDS = 5
 SEED = 0
 BOOTSTRAP = 1000
-RIDGE = 1.0
-DETECTOR_GRID = [(n, s) for n in (4, 6, 8) for s in (0.0, 0.8, 0.85, 0.9, 0.95, 0.98)]
+DETECTOR_GRID = [(n, s) for n in (4, 5, 6, 7, 8, 10) for s in (0.0, 0.9, 0.95, 0.97, 0.98, 0.99)]
+# The loop-detection targets (issue 5): the settings are chosen to meet as many as possible.
+TARGET_RATE, TARGET_FALSE_ALARMS, TARGET_DELAY = 0.9, 0.1, 4.0
 TASKS = ("loops", "capital", "element_symbol", "arithmetic")
 
 
@@ -149,7 +150,7 @@ def out_of_fold_risk(items: list[Item]) -> np.ndarray:
     folds = np.array([i.fold for i in items])
     scores = np.zeros(len(items))
     for fold in range(FOLDS):
-        model = fit_risk_model(x[folds != fold], y[folds != fold], l2=RIDGE)
+        model = fit_risk_model(x[folds != fold], y[folds != fold])
         scores[folds == fold] = model.predict(x[folds == fold])
     return scores
 
@@ -228,13 +229,20 @@ class Detection:
     def false_alarm_rate(self) -> float:
         return self.false_alarms / self.others if self.others else math.nan
 
-    def utility(self) -> tuple[float, float]:
+    def utility(self) -> tuple[int, float, float]:
+        """Targets met (catch ≥ 90%, false alarms ≤ 10%, median delay ≤ 4), then caught − false
+        alarms, then the smallest absolute delay."""
         delay = float(np.median(self.delays)) if self.delays else 99.0
-        return (self.rate - self.false_alarm_rate, -delay)
+        met = (
+            (self.rate >= TARGET_RATE)
+            + (self.false_alarm_rate <= TARGET_FALSE_ALARMS)
+            + (delay <= TARGET_DELAY)
+        )
+        return (int(met), self.rate - self.false_alarm_rate, -abs(delay))
 
 
 def choose_detector(items: list[Item]) -> tuple[int, float]:
-    best, best_utility = DETECTOR_GRID[0], (-math.inf, -math.inf)
+    best, best_utility = DETECTOR_GRID[0], (-1, -math.inf, -math.inf)
     for ngram, threshold in DETECTOR_GRID:
         result = Detection()
         for item in items:
@@ -321,9 +329,10 @@ def evaluate(items: list[Item], report: Path, plots: Path, command: str) -> dict
         f"generation took {sum(i.seconds for i in items) / 60:.1f} min of model time. Labels come from the "
         "graders in `eval/graders.py` (tested in `tests/test_eval_graders.py`).",
         "",
-        f"The risk score is the model shipped in `configs/model_profiles/default.yaml`: a logistic regression "
-        f"over {len(RISK_FEATURES)} standardised features ({', '.join(f'`{f}`' for f in RISK_FEATURES)}), "
-        f"ridge {RIDGE}, one model pooled over every task. **Every number below is out-of-fold**: {FOLDS}-fold "
+        "The risk score is the model shipped in `configs/model_profiles/default.yaml`: two logistic regressions "
+        f"over {len(RISK_FEATURES)} standardised features ({', '.join(f'`{f}`' for f in RISK_FEATURES)}), one for "
+        "outputs of at most 48 tokens (ridge 10) and one for longer outputs (ridge 1), each pooled over every "
+        f"task; the task is never an input. **Every number below is out-of-fold**: {FOLDS}-fold "
         "cross-validation by prompt, stratified by task and label; the model, Platt scaling and the repetition "
         "detector's settings are fitted on the other folds.",
         "",
@@ -418,7 +427,7 @@ def write_profile(items: list[Item], profile: Path) -> RiskModel:
 
     x = np.stack([i.features for i in items])
     y = np.array([i.label for i in items], dtype=float)
-    model = fit_risk_model(x, y, l2=RIDGE)
+    model = fit_risk_model(x, y)
     ngram, threshold = choose_detector([i for i in items if i.task == "loops"])
     data = yaml.safe_load(profile.read_text()) or {}
     data["repetition_ngram"] = ngram

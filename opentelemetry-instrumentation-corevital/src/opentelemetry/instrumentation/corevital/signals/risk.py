@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -178,12 +179,8 @@ def risk_features(
 
 
 @dataclass(frozen=True)
-class RiskModel:
-    """Logistic regression over standardised :data:`RISK_FEATURES`: ``σ(w · (x − mean) / scale + b)``.
-
-    Fitted on labelled generations (``corevital calibrate --labels``; the shipped one on the
-    evaluation sets, see docs/evaluation.md) and stored in the model profile.
-    """
+class LogisticPart:
+    """Logistic regression over standardised features: ``σ(w · (x − mean) / scale + b)``."""
 
     features: tuple[str, ...]
     mean: tuple[float, ...]
@@ -192,21 +189,21 @@ class RiskModel:
     intercept: float
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any]) -> RiskModel:
+    def from_mapping(cls, data: Mapping[str, Any]) -> LogisticPart:
         features = tuple(str(f) for f in data["features"])
-        model = cls(
+        part = cls(
             features,
             tuple(float(v) for v in data["mean"]),
             tuple(float(v) for v in data["scale"]),
             tuple(float(v) for v in data["weights"]),
             float(data["intercept"]),
         )
-        if not len(model.mean) == len(model.scale) == len(model.weights) == len(features):
+        if not len(part.mean) == len(part.scale) == len(part.weights) == len(features):
             raise ValueError("risk_model: features, mean, scale and weights must have the same length")
         unknown = set(features) - set(RISK_FEATURES)
         if unknown:
             raise ValueError(f"risk_model: unknown features {sorted(unknown)}")
-        return model
+        return part
 
     def to_mapping(self) -> dict[str, Any]:
         return {
@@ -217,47 +214,101 @@ class RiskModel:
             "intercept": round(float(self.intercept), 6),
         }
 
-    def _z(self, features: np.ndarray) -> np.ndarray:
-        x = np.asarray(features, dtype=np.float64)
-        index = [RISK_FEATURES.index(f) for f in self.features]
-        x = x[..., index]
-        z = (x - np.asarray(self.mean)) / np.asarray(self.scale)
-        return np.where(np.isfinite(z), z, 0.0)  # an undefined feature counts as average
-
     def contributions(self, features: np.ndarray) -> np.ndarray:
-        """``w_i · z_i`` per model feature."""
-        return self._z(features) * np.asarray(self.weights)
+        """``w_i · z_i`` per feature of this part (an undefined feature counts as average)."""
+        x = np.asarray(features, dtype=np.float64)[..., [RISK_FEATURES.index(f) for f in self.features]]
+        z = (x - np.asarray(self.mean)) / np.asarray(self.scale)
+        return np.where(np.isfinite(z), z, 0.0) * np.asarray(self.weights)
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        logit = self.contributions(features).sum(axis=-1) + self.intercept
+        return np.asarray(1.0 / (1.0 + np.exp(-np.clip(logit, -500, 500))))
+
+
+@dataclass(frozen=True)
+class RiskModel:
+    """The fitted risk score: two logistic regressions gated on the output length.
+
+    Short outputs (at most ``split_output_tokens`` tokens: answers) and long ones (stories, code,
+    loops) fail in different ways — a wrong short answer is uncertain, a loop is confidently
+    repetitive — so each regime has its own weights. Fitted on labelled generations (the shipped one
+    on the evaluation sets, see docs/evaluation.md; ``corevital calibrate --labels`` for yours) and
+    stored in the model profile.
+    """
+
+    split_output_tokens: int
+    short: LogisticPart
+    long: LogisticPart
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> RiskModel:
+        return cls(
+            int(data["split_output_tokens"]),
+            LogisticPart.from_mapping(data["short"]),
+            LogisticPart.from_mapping(data["long"]),
+        )
+
+    def to_mapping(self) -> dict[str, Any]:
+        return {
+            "split_output_tokens": self.split_output_tokens,
+            "short": self.short.to_mapping(),
+            "long": self.long.to_mapping(),
+        }
+
+    def part(self, features: np.ndarray) -> LogisticPart:
+        """The regime of one feature row."""
+        tokens = math.expm1(float(features[RISK_FEATURES.index("output_tokens_log")]))
+        return self.short if tokens <= self.split_output_tokens + 0.5 else self.long
 
     def predict(self, features: np.ndarray) -> np.ndarray | float:
-        """Probability of a failed generation for one ``[features]`` row or a ``[n, features]`` array."""
-        logit = self.contributions(features).sum(axis=-1) + self.intercept
-        result = 1.0 / (1.0 + np.exp(-np.clip(logit, -500, 500)))
-        return float(result) if np.ndim(result) == 0 else result
+        """Probability of a failed generation for one row or a ``[n, features]`` array."""
+        x = np.asarray(features, dtype=np.float64)
+        if x.ndim == 1:
+            return float(self.part(x).predict(x))
+        return np.array([float(self.part(row).predict(row)) for row in x])
 
 
-def fit_risk_model(features: np.ndarray, labels: np.ndarray | Iterable[float], l2: float = 1.0) -> RiskModel:
-    """Fit a :class:`RiskModel` on ``[samples, len(RISK_FEATURES)]`` features and 0/1 labels.
-
-    Features are standardised with the training data's mean and standard deviation (undefined
-    values imputed with the mean); ``l2`` is the ridge strength on the standardised weights.
-    """
+def _fit_part(x: np.ndarray, labels: np.ndarray, l2: float) -> LogisticPart:
     from .calibration import fit_logistic
 
-    x = np.asarray(features, dtype=np.float64)
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        mean = np.nanmean(x, axis=0)
-        scale = np.nanstd(x, axis=0)
+        mean = np.nanmean(x, axis=0) if len(x) else np.zeros(x.shape[1])
+        scale = np.nanstd(x, axis=0) if len(x) else np.ones(x.shape[1])
     mean = np.where(np.isfinite(mean), mean, 0.0)
     scale = np.where(np.isfinite(scale) & (scale > 1e-9), scale, 1.0)
     z = np.where(np.isfinite(x), (x - mean) / scale, 0.0)
     weights, intercept = fit_logistic(z, labels, l2=l2)
-    return RiskModel(
+    return LogisticPart(
         RISK_FEATURES,
         tuple(float(v) for v in mean),
         tuple(float(v) for v in scale),
         tuple(float(v) for v in weights),
         float(intercept),
+    )
+
+
+def fit_risk_model(
+    features: np.ndarray,
+    labels: np.ndarray | Iterable[float],
+    split_output_tokens: int = 48,
+    l2_short: float = 10.0,
+    l2_long: float = 1.0,
+) -> RiskModel:
+    """Fit a :class:`RiskModel` on ``[samples, len(RISK_FEATURES)]`` features and 0/1 labels.
+
+    Each regime's features are standardised with its training rows' mean and standard deviation
+    (undefined values imputed with the mean); ``l2_*`` is the ridge strength on the standardised
+    weights. A regime without rows, or with one class only, gets a constant model.
+    """
+    x = np.asarray(features, dtype=np.float64)
+    y = np.asarray(list(labels), dtype=np.float64)
+    tokens = np.expm1(x[:, RISK_FEATURES.index("output_tokens_log")])
+    short = tokens <= split_output_tokens + 0.5
+    return RiskModel(
+        split_output_tokens,
+        _fit_part(x[short], y[short], l2_short),
+        _fit_part(x[~short], y[~short], l2_long),
     )
 
 
@@ -274,11 +325,12 @@ def model_risk(
         return RiskAssessment(1.0, [NAN_OR_INF])
     score = float(model.predict(features))
     factors: list[str] = []
-    contributions = model.contributions(features)
+    part = model.part(np.asarray(features, dtype=np.float64))
+    contributions = part.contributions(features)
     for index in np.argsort(-contributions):
         if contributions[index] <= 0.25:
             break
-        name = FEATURE_FACTORS.get(model.features[index], model.features[index])
+        name = FEATURE_FACTORS.get(part.features[index], part.features[index])
         if name not in factors:
             factors.append(name)
     for name in (fl.REPETITION_LOOP, fl.MID_LAYER_ANOMALY, fl.ATTENTION_COLLAPSE):
