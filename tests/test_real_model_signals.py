@@ -99,6 +99,8 @@ def test_healthy_answer_raises_no_flag(smollm2, instrument, telemetry) -> None:
     a = span.attributes
     assert a[sc.COREVITAL_FLAGS] == ()
     assert not [e for e in span.events if e.name == sc.EVENT_COREVITAL_HEALTH_FLAG]
-    assert a[sc.COREVITAL_RISK_SCORE] < 0.5  # capitals fail half the time on SmolLM2: the prior is high
+    # No flag; the risk score is a calibrated probability, not a flag: SmolLM2 gets half of all
+    # capitals wrong, so a sentence-long answer to a capital question is not "low" risk a priori.
+    assert 0 < a[sc.COREVITAL_RISK_SCORE] < 0.7
     assert len(a[sc.COREVITAL_FINGERPRINT_VECTOR]) == 25
     assert len(a[sc.COREVITAL_PROMPT_HASH]) == 64
