@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from eval import graders  # noqa: E402
+from opentelemetry.instrumentation.corevital import semconv as sc  # noqa: E402
 from opentelemetry.instrumentation.corevital.signals.calibration import (  # noqa: E402
     brier_score,
     expected_calibration_error,
@@ -92,7 +93,7 @@ def load(cache: Path) -> list[Item]:
             task = "loops" if "task" not in row else graders.TASK_OF[row["task"]]
             series = {k: np.array([np.nan if v is None else v for v in vs], dtype=float)
                       for k, vs in record["series"].items()}  # fmt: skip
-            reasons = record["attributes"].get("gen_ai.response.finish_reasons") or ["stop"]
+            reasons = record["attributes"].get(sc.GEN_AI_RESPONSE_FINISH_REASONS) or [sc.FINISH_REASON_STOP]
             items[record["key"]] = Item(
                 set_name, task, row, record["tokens"], record["text"], series, reasons[0], record["seconds"]
             )

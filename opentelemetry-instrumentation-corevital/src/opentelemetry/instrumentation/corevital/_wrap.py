@@ -227,17 +227,19 @@ class GenerateWrapper:
             error_type=None,
             context=context,
         )
-        report = session.finalize(outcome) if session is not None and span.is_recording() else None
-        if report is None or session is None:
+        if not span.is_recording():
             self._instruments.record_health(request, [], interventions, context)
-            if span.is_recording():
-                span.set_attributes(response_attributes(request, outcome))
             return
-        if self._report_listener is not None:
-            self._report_listener(report)
+        # The GenAI attributes first: they must survive a failure of the health read-out below.
         span.set_attributes(response_attributes(request, outcome))
         if self._settings.capture_content:
             span.set_attributes(content_attributes(request, outcome))
+        report = session.finalize(outcome) if session is not None else None
+        if report is None or session is None:
+            self._instruments.record_health(request, [], interventions, context)
+            return
+        if self._report_listener is not None:
+            self._report_listener(report)
         health = self._assess(session, request, report, outcome)
         primary = worst_index(health) if health else 0
         max_points = self._settings.series_max_points

@@ -18,6 +18,7 @@ Nothing is downloaded: the model is loaded with ``local_files_only``.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import logging
 import os
@@ -130,6 +131,8 @@ def calibrate(args: argparse.Namespace) -> int:
                     )
                 else:
                     inputs = tokenizer(row["prompt"], return_tensors="pt")
+                if "token_type_ids" not in inspect.signature(model.forward).parameters:
+                    inputs.pop("token_type_ids", None)  # some tokenizers add them; most LMs refuse them
                 result = model.generate(**inputs, max_new_tokens=args.max_new_tokens, do_sample=False)
                 if not reports or not reports[0].sequences:
                     continue
