@@ -75,9 +75,11 @@ class Item:
 
     @property
     def template(self) -> str:
-        prompt = self.row["prompt"]
-        words = re.findall(r"[A-Za-z]+", prompt)[:2]
-        return ("chat: " if self.row.get("chat", True) else "raw: ") + " ".join(words)
+        """The prompt's template: raw continuation, or the chat instruction's first word."""
+        if not self.row.get("chat", True):
+            return "raw continuation"
+        words = re.findall(r"[A-Za-z]+", self.row["prompt"])
+        return "chat: " + (words[0] if words else "?")
 
 
 def load(cache: Path) -> list[Item]:
