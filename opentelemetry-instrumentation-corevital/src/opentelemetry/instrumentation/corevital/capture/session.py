@@ -226,14 +226,15 @@ class CaptureSession:
                 raise CaptureError("the forward returned no hidden states")
             layers = last_position_layers(hidden)
             self._layers, self._hidden_size = int(layers.shape[0]), int(layers.shape[-1])
-            last = layers[-1].clone()
             parts.append(summarize_hidden(layers).flatten(1))
-            parts.append(cosine_to_previous(last, self._prev_last)[:, None])
-            self._prev_last = last
             if self.request.num_beams <= 1:  # beam rows change meaning between steps
-                similarity = self._max_similarity(last)
+                similarity, previous = self._similarities(layers[-1])
+                parts.append(previous[:, None])
                 parts.append(similarity[:, None])
             else:
+                last = layers[-1].clone()
+                parts.append(cosine_to_previous(last, self._prev_last)[:, None])
+                self._prev_last = last
                 parts.append(torch.full_like(parts[-1], float("nan")))
         if self.level.captures_attention:
             attentions = getattr(output, "decoder_attentions" if encoder_decoder else "attentions", None)
@@ -256,24 +257,27 @@ class CaptureSession:
         self._token_pending = True
 
     # -- streaming -----------------------------------------------------------------------------
-    def _max_similarity(self, last: torch.Tensor) -> torch.Tensor:
-        """Max cosine of each row's state to its states two or more steps back (ring buffer)."""
+    def _similarities(self, last: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per row: the max cosine of the state to its states two or more steps back, and the
+        cosine to the previous step's, from one product with a ring buffer of unit vectors."""
         unit = torch.nn.functional.normalize(last.float(), dim=-1)
         rows, width = unit.shape
+        nan = torch.full((rows,), float("nan"), device=unit.device)
         if self._states is None or self._states.shape[0] != rows:
             self._states = torch.zeros(rows, SIMILARITY_WINDOW, width, device=unit.device)
             self._state_count = 0
         filled = min(self._state_count, SIMILARITY_WINDOW)
         newest = (self._state_count - 1) % SIMILARITY_WINDOW
-        if filled >= 2:
-            cosines = torch.einsum("rwd,rd->rw", self._states[:, :filled], unit)
-            cosines[:, newest] = -2.0  # the previous step does not count
-            similarity = cosines.max(dim=-1).values
-        else:
-            similarity = torch.full((rows,), float("nan"), device=unit.device)
+        similarity, previous = nan, nan
+        if filled >= 1:
+            cosines = torch.bmm(self._states[:, :filled], unit[:, :, None]).squeeze(-1)
+            previous = cosines[:, newest].clone()
+            if filled >= 2:
+                cosines[:, newest] = -2.0  # the previous step does not count
+                similarity = cosines.amax(dim=-1)
         self._states[:, self._state_count % SIMILARITY_WINDOW] = unit
         self._state_count += 1
-        return similarity
+        return similarity, previous
 
     def _stream_step(
         self,

@@ -31,6 +31,8 @@ def last_position_layers(hidden_states: Sequence[torch.Tensor]) -> torch.Tensor:
         ``[layers, batch, hidden]``.
     """
     layers = hidden_states[1:] if len(hidden_states) > 1 else hidden_states
+    if layers[0].shape[1] == 1:  # a decoding step: one position, so one stack (no slice per layer)
+        return torch.stack(list(layers)).squeeze(2)
     return torch.stack([layer[:, -1] for layer in layers])
 
 
@@ -47,6 +49,17 @@ def summarize_hidden(layers: torch.Tensor) -> torch.Tensor:
         ``[batch, layers, len(HIDDEN_LAYER_FIELDS)]`` float32.
     """
     x = layers.float()
+    if x.device.type == "cpu":
+        # The common case, checked cheaply on the CPU (on an accelerator the check would sync):
+        # every value finite and inside the clamp, so nothing to count and nothing to clean.
+        max_abs = x.abs().amax(dim=-1)
+        if bool(torch.isfinite(max_abs).all()) and float(max_abs.max()) <= CLAMP:
+            std, mean = torch.std_mean(x, dim=-1, correction=0)
+            zeros = torch.zeros_like(max_abs)
+            stats = torch.stack(
+                (torch.linalg.vector_norm(x, dim=-1), mean, std, max_abs, zeros, zeros, zeros), dim=-1
+            )
+            return stats.transpose(0, 1)
     nan_count = torch.isnan(x).sum(dim=-1)
     inf_count = torch.isinf(x).sum(dim=-1)
     clipped_count = (x.abs() > CLAMP).sum(dim=-1) - inf_count
