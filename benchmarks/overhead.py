@@ -123,12 +123,13 @@ def load_model() -> tuple[Any, Any]:
     return model, tokenizer
 
 
-def make_inputs(tokenizer: Any, tokens: int) -> dict[str, Any]:
-    """``generate`` keyword arguments: the raw prompt, greedy, exactly ``tokens`` new tokens."""
+def make_inputs(tokenizer: Any, tokens: int, batch: int = 1) -> dict[str, Any]:
+    """``generate`` keyword arguments: the raw prompt (``batch`` copies), greedy, exactly ``tokens``
+    new tokens."""
     encoded = tokenizer(PROMPT, return_tensors="pt")
     return {
-        "input_ids": encoded["input_ids"],
-        "attention_mask": encoded["attention_mask"],
+        "input_ids": encoded["input_ids"].repeat(batch, 1),
+        "attention_mask": encoded["attention_mask"].repeat(batch, 1),
         "min_new_tokens": tokens,
         "max_new_tokens": tokens,
         "do_sample": False,
@@ -192,11 +193,11 @@ def timed_generate(model: Any, inputs: dict[str, Any], tokens: int, **extra: Any
 # ---------------------------------------------------------------------------------------------
 # time
 # ---------------------------------------------------------------------------------------------
-def run_time(levels: Sequence[str], tokens: int, pairs: int) -> list[dict[str, Any]]:
+def run_time(levels: Sequence[str], tokens: int, pairs: int, batch: int = 1) -> list[dict[str, Any]]:
     """Interleaved plain / instrumented timing for every level; one result row per level."""
     model, tokenizer = load_model()
     default_attention = model.config._attn_implementation
-    inputs = make_inputs(tokenizer, tokens)
+    inputs = make_inputs(tokenizer, tokens, batch)
     telemetry = Telemetry()
     instrumentor = CoreVitalInstrumentor()
     rows = []
@@ -601,6 +602,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--pairs", type=int, help=f"time: measured pairs per level (default {DEFAULTS['pairs']})"
     )
     parser.add_argument(
+        "--batch", type=int, default=1, help="time: copies of the prompt per call (default 1)"
+    )
+    parser.add_argument(
         "--tokens-list", help=f"memory: comma-separated new-token counts (default {DEFAULTS['tokens_list']})"
     )
     parser.add_argument(
@@ -654,10 +658,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             "levels": args.levels,
             "tokens": args.tokens,
             "pairs": args.pairs,
+            "batch": args.batch,
             "warmup_runs": WARMUP_RUNS,
         }
-        results["time"] = run_time(args.levels, args.tokens, args.pairs)
-        tables.append("### Time overhead (batch 1, greedy, 1 thread)\n\n" + time_table(results["time"]))
+        results["time"] = run_time(args.levels, args.tokens, args.pairs, args.batch)
+        tables.append(
+            f"### Time overhead (batch {args.batch}, greedy, 1 thread)\n\n" + time_table(results["time"])
+        )
     if args.mode in ("memory", "all"):
         if not sys.platform.startswith("linux"):
             raise SystemExit("memory mode needs Linux (/proc/self/clear_refs)")
