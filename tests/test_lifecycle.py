@@ -205,4 +205,3 @@ def test_direct_forward_calls_are_untouched(instrument, telemetry) -> None:
     out = model(**tiny_models.prompt())
     assert out.hidden_states is None and out.attentions is None
     assert len(telemetry.spans()) == 1
-
