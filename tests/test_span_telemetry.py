@@ -258,13 +258,17 @@ def test_metrics(instrument, telemetry) -> None:
     assert tpot.sum == pytest.approx((duration.sum - ttft.sum) / 5, rel=0.05)
     entropy = metrics[sc.METRIC_COREVITAL_STEP_ENTROPY].data.data_points[0]
     assert entropy.count == 12  # one sample per step of each sequence
+    overhead = metrics[sc.METRIC_COREVITAL_OVERHEAD_DURATION].data.data_points[0]
+    assert metrics[sc.METRIC_COREVITAL_OVERHEAD_DURATION].unit == "s"
+    assert overhead.count == 1 and 0 < overhead.sum < duration.sum
+    assert dict(overhead.attributes)[sc.COREVITAL_CAPTURE_LEVEL] == "hidden"
     for metric in metrics.values():  # low cardinality: no ids, no step indices
         for point in metric.data.data_points:
             assert set(point.attributes) <= {
                 sc.GEN_AI_OPERATION_NAME, sc.GEN_AI_PROVIDER_NAME, sc.GEN_AI_REQUEST_MODEL,
                 sc.GEN_AI_TOKEN_TYPE, sc.ERROR_TYPE, sc.COREVITAL_FLAG_NAME,
                 sc.COREVITAL_COMPOUND_SIGNAL_NAME, sc.COREVITAL_EARLY_WARNING_SIGNAL,
-                sc.COREVITAL_INTERVENTION_SIGNAL,
+                sc.COREVITAL_INTERVENTION_SIGNAL, sc.COREVITAL_CAPTURE_LEVEL,
             }  # fmt: skip
 
 

@@ -163,7 +163,18 @@ class GenerateWrapper:
             raise
         if restore_attention is not None:
             guard("restoring the attention implementation", restore_attention)
+        readout_started = time.perf_counter()
         guard("writing telemetry", self._record_success, span, request, session, result, started)
+        if session is not None and session.level is not None:
+            overhead = session.overhead + time.perf_counter() - readout_started
+            guard(
+                "recording the overhead",
+                self._instruments.record_overhead,
+                request,
+                session.level.value,
+                overhead,
+                trace.set_span_in_context(span),
+            )
         if errors:
             span.set_attribute(sc.COREVITAL_ERROR_TYPE, errors[0])
         span.end()

@@ -657,3 +657,23 @@ METRIC_COREVITAL_EARLY_WARNINGS: Final = "corevital.early_warnings"
 
 METRIC_COREVITAL_INTERVENTIONS: Final = "corevital.interventions"
 """counter, {intervention}: Sequences CoreVital stopped (`stop_on`), by signal."""
+
+METRIC_COREVITAL_OVERHEAD_DURATION: Final = "corevital.overhead.duration"
+"""histogram, s: Time CoreVital itself spent on one `generate()` call."""
+BUCKETS_COREVITAL_OVERHEAD_DURATION: Final = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+)

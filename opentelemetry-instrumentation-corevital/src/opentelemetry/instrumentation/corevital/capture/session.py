@@ -155,6 +155,7 @@ class CaptureSession:
         self._pending: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None)
         self._states: torch.Tensor | None = None  # [rows, window, hidden] unit vectors, ring buffer
         self._state_count = 0
+        self.overhead = 0.0  # seconds spent in CoreVital's hooks and criterion during the call
 
     # -- hooks ---------------------------------------------------------------------------------
     def before_forward(
@@ -163,6 +164,7 @@ class CaptureSession:
         """Ask the forward for the tensors the capture level needs and the caller did not."""
         if self.level is None or self.error is not None:
             return None
+        started = time.perf_counter()
         added: list[str] = []
         if self.level.captures_hidden and not kwargs.get("output_hidden_states"):
             kwargs["output_hidden_states"] = True
@@ -171,10 +173,12 @@ class CaptureSession:
             kwargs["output_attentions"] = True
             added.extend(_ATTENTION_KEYS)
         self._added = tuple(added)
+        self.overhead += time.perf_counter() - started
         return (args, kwargs) if added else None
 
     def after_forward(self, kwargs: dict[str, Any], output: Any) -> None:
         """Summarise one forward's outputs, then drop what only the capture asked for."""
+        started = time.perf_counter()
         self.timing.forwards += 1
         try:
             if self._skip > 0:  # an earlier chunk of a chunked prefill: not a decoding step
@@ -192,6 +196,7 @@ class CaptureSession:
             if self._added:
                 _drop_outputs(output, self._added)
                 self._added = ()
+            self.overhead += time.perf_counter() - started
 
     def _fail(self, exc: BaseException) -> None:
         if self.error is None:
@@ -332,6 +337,7 @@ class CaptureSession:
         stop = torch.zeros(rows, dtype=torch.bool, device=input_ids.device)
         if self.error is not None or not self.stop_on or self.level is None:
             return stop
+        started = time.perf_counter()
         try:
             self._observe_tokens(input_ids[:, -1])
             step = len(self._steps) - 1
@@ -344,6 +350,7 @@ class CaptureSession:
                     stop[row] = True
         except Exception as exc:
             self._fail(exc)
+        self.overhead += time.perf_counter() - started
         return stop
 
     def apply_interventions(self, outcome: GenerationOutcome) -> None:

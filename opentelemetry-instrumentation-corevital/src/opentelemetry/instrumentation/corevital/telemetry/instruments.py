@@ -69,6 +69,13 @@ class Instruments:
             "Risk score of each returned sequence",
             sc.BUCKETS_COREVITAL_RISK_SCORE,
         )
+        self.overhead = _histogram(
+            meter,
+            sc.METRIC_COREVITAL_OVERHEAD_DURATION,
+            "s",
+            "Time CoreVital itself spent on one generate() call",
+            sc.BUCKETS_COREVITAL_OVERHEAD_DURATION,
+        )
         self.health_flags = meter.create_counter(
             sc.METRIC_COREVITAL_HEALTH_FLAGS, unit="{flag}", description="Health flags raised, by flag"
         )
@@ -163,3 +170,10 @@ class Instruments:
         for value in values:
             if value == value:  # skip NaN
                 record(value, attributes, context=context)
+
+    def record_overhead(
+        self, request: GenerationRequest, level: str, seconds: float, context: Context | None
+    ) -> None:
+        """CoreVital's own cost of one call (hooks, criterion and read-out)."""
+        attributes = {sc.GEN_AI_REQUEST_MODEL: request.model_name, sc.COREVITAL_CAPTURE_LEVEL: level}
+        self.overhead.record(seconds, attributes, context=context)
