@@ -2,8 +2,8 @@
 
     python eval/evaluate.py [--cache eval/cache] [--report docs/evaluation.md] [--write-profile]
 
-Follows ``shared/eval/README.md``: labels from tested graders; per task the AUROC (bootstrap 95%
-interval) of the risk score and of the cheap baselines; ECE and Brier raw and after out-of-fold
+Follows the protocol of ``eval/README.md``: labels from tested graders; per task the AUROC
+(bootstrap 95% interval) of the risk score and of the cheap baselines; ECE and Brier raw and after out-of-fold
 Platt scaling; for loops, streaming detection (rate, false alarms, delay after the first repeated
 8-gram, wasted tokens saved). Everything fitted (the risk model, Platt scaling, the repetition
 detector's settings) is fitted on other folds than the one it is scored on: only out-of-fold numbers

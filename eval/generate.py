@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_EVAL = ROOT.parent / "shared" / "eval"
-SETS = {"loops": SHARED_EVAL / "loops-dev.jsonl", "qa": SHARED_EVAL / "qa-dev.jsonl"}
+#: The development sets (eval/README.md), kept in this repository.
+DATA = ROOT / "eval" / "data"
+SETS = {"loops": DATA / "loops-dev.jsonl", "qa": DATA / "qa-dev.jsonl"}
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_MAX_NEW_TOKENS = 128
 SERIES = (

@@ -1,4 +1,4 @@
-"""Labels without a judge model, as ``shared/eval/README.md`` defines them.
+"""Labels without a judge model, as ``eval/README.md`` defines them.
 
 Each grader returns True when the generation *failed* (the label the risk score should predict).
 """

@@ -1,4 +1,4 @@
-"""The evaluation's graders (shared/eval/README.md): a label is only as good as its grader."""
+"""The evaluation's graders (eval/README.md): a label is only as good as its grader."""
 
 from __future__ import annotations
 
@@ -103,3 +103,13 @@ def test_streaming_detection_bookkeeping() -> None:
     first = evaluate.first_repeated_ngram(loop_tokens, 8)
     assert step == first and result.delays == [0] and result.rate == 1.0
     assert result.saved == result.wasted  # caught at once: every wasted token is saved
+
+
+def test_the_development_sets_live_in_this_repository() -> None:
+    from eval import generate
+
+    root = Path(__file__).resolve().parents[1]
+    sizes = {name: len(generate.read_set(path)) for name, path in generate.SETS.items()}
+    assert sizes == {"loops": 78, "qa": 299}
+    assert all(path.resolve().is_relative_to(root) for path in generate.SETS.values())
+    assert generate.read_set(generate.SETS["qa"], limit=4)[0]["task"] == "capital"

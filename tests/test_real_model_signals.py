@@ -14,7 +14,7 @@ from outputs import assert_identical
 
 pytestmark = pytest.mark.real_model
 
-LOOPS = Path(__file__).resolve().parents[2] / "shared" / "eval" / "loops-dev.jsonl"
+LOOPS = Path(__file__).resolve().parents[1] / "eval" / "data" / "loops-dev.jsonl"
 LOOPING_PROMPT = "Describe a cat who loves the sea in detail."  # loops-dev.jsonl: loops under greedy
 
 
@@ -26,8 +26,6 @@ def chat(tokenizer, text: str):  # type: ignore[no-untyped-def]
 
 
 def test_looping_prompt_is_in_the_dev_set() -> None:
-    if not LOOPS.exists():
-        pytest.skip("shared/eval is not beside this checkout")
     prompts = [json.loads(line)["prompt"] for line in LOOPS.read_text().splitlines()]
     assert LOOPING_PROMPT in prompts
 
