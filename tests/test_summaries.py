@@ -63,6 +63,18 @@ def test_nan_logits_give_nan_metrics() -> None:
     assert torch.isnan(packed[1, column("entropy", LOGIT_FIELDS)])
 
 
+def test_entropy_is_never_negative() -> None:
+    # Large logits with one clear winner: H = logsumexp − Σ p·x cancels to about −0.0003 in float32
+    # before the clamp, and the SDK's histogram rejects a negative sample.
+    logits = torch.full((3, 50), 100.0)
+    logits[:, 0] = torch.tensor([117.0, 118.0, 116.0])
+    logits[2, 7] = float("nan")
+    packed, _ = summarize_logits(logits)
+    entropy = packed[:, column("entropy", LOGIT_FIELDS)]
+    assert (entropy[:2] >= 0).all() and entropy[:2] == pytest.approx([0.0, 0.0], abs=1e-3)
+    assert torch.isnan(entropy[2])
+
+
 def test_small_vocabulary_pads_top_k() -> None:
     packed, _ = summarize_logits(torch.zeros(1, 4))
     assert packed[0, column("topk_mass", LOGIT_FIELDS)] == pytest.approx(1.0)

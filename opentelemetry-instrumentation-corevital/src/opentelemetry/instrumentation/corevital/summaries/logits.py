@@ -31,14 +31,17 @@ def summarize_logits(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         entropy in bits (−Σ p log2 p over the full vocabulary), the top-1 − top-2 probability
         margin, the mass of the 10 most likely tokens, the 5 largest probabilities and their token
         ids (exact as float32 below 2**24); ``probs`` is the float32 softmax, kept by the caller for
-        one step to score the token that is chosen next. NaN logits give NaN metrics.
+        one step to score the token that is chosen next. The entropy is never below 0 (float
+        rounding is clamped away); NaN logits give NaN metrics.
     """
     # H = log Σ exp(x) − Σ p·x needs no logarithm per token (the costly part of −Σ p log p); -inf
     # logits are clamped so that 0 · -inf does not turn into NaN. NaN logits still give NaN.
     x = logits.float().clamp(min=-1e30)
     log_normalizer = torch.logsumexp(x, dim=-1, keepdim=True)
     probs = torch.exp(x - log_normalizer)
-    entropy = (log_normalizer.squeeze(-1) - (probs * x).sum(dim=-1)) / _LN2
+    # Rounding makes a near-certain step's entropy come out a hair below 0 (histograms reject
+    # negative samples); clamp keeps NaN as NaN.
+    entropy = ((log_normalizer.squeeze(-1) - (probs * x).sum(dim=-1)) / _LN2).clamp(min=0.0)
     k = min(TOP_K_MASS, probs.shape[-1])
     top_logits, top_ids = torch.topk(x, k, dim=-1)
     top_values = torch.exp(top_logits - log_normalizer)
