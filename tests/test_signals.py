@@ -254,6 +254,13 @@ def test_narrative_high_risk_with_recommendation() -> None:
     )
     assert "high (0.95)" in text and "step 1" in text and "'tok1'" in text
     assert "repetition penalty" in text and 2 <= sentences(text) <= 6
+    assert "Layer 3 stands out" in text
+
+
+def test_narrative_names_several_blamed_layers_in_the_plural() -> None:
+    blamed = [blame.LayerBlame(layer, [blame.L2_OUTLIER]) for layer in (2, 3, 4, 5)]
+    text = narrative(risk.RiskAssessment(0.5), flags.HealthFlags(), [1.0, 2.0], blamed=blamed)
+    assert "Layers 2, 3 and 4 stand out" in text
 
 
 def test_narrative_without_content_has_no_token_text() -> None:

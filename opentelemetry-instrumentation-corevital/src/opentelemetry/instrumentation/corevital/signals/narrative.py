@@ -25,6 +25,19 @@ def _join(items: Sequence[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
+def _layers_stand_out(layers: Sequence[int]) -> str:
+    """The subject and verb agree with the number of layers.
+
+    >>> _layers_stand_out([28])
+    'Layer 28 stands out'
+    >>> _layers_stand_out([2, 3, 4])
+    'Layers 2, 3 and 4 stand out'
+    """
+    if len(layers) == 1:
+        return f"Layer {layers[0]} stands out"
+    return f"Layers {_join([str(layer) for layer in layers])} stand out"
+
+
 def narrative(
     risk: RiskAssessment,
     health_flags: fl.HealthFlags,
@@ -63,9 +76,7 @@ def narrative(
     for signal in list(compound)[:2]:
         sentences.append(f"Compound signal {signal.name} (severity {signal.severity:.2f}).")
     if blamed:
-        layers = [str(b.layer) for b in blamed[:3]]
-        word = "Layer" if len(layers) == 1 else "Layers"
-        sentences.append(f"{word} {_join(layers)} stand out ({blamed[0].reasons[0]}).")
+        sentences.append(f"{_layers_stand_out([b.layer for b in blamed[:3]])} ({blamed[0].reasons[0]}).")
     if risk.band == HIGH:
         advice = next(
             (_RECOMMENDATIONS[n] for n in health_flags.names if n in _RECOMMENDATIONS), _ENTROPY_ADVICE
