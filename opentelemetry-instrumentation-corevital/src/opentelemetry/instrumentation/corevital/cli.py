@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from . import semconv as sc
 from .report import CaptureReport
 from .signals.risk import fit_risk_model, risk_features
 
@@ -191,23 +192,77 @@ def _write_risk_profile(
     return 0
 
 
+DESCRIPTION = "CoreVital's command-line tools."
+EPILOG = """\
+calibrate has two modes:
+  corevital calibrate --prompts FILE ...   write a healthy-run profile (what normal looks like)
+  corevital calibrate --labels FILE ...    refit the risk score on your own labelled generations
+
+Run 'corevital calibrate --help' for the details of each mode."""
+
+CALIBRATE_DESCRIPTION = f"""\
+Generate every prompt greedily through the CoreVital instrumentor and write a profile.
+
+modes (give exactly one):
+  --prompts FILE   healthy-run profile, written as JSON. Use prompts the model answers well. Point
+                   OTEL_INSTRUMENTATION_COREVITAL_CALIBRATION_PROFILE at the file and every span
+                   carries {sc.COREVITAL_CALIBRATION_DIVERGENCE_SCORE}: how far that generation's
+                   signals are from the healthy runs.
+  --labels FILE    risk refit, written as a YAML model profile. One JSON object per line,
+                   {{"prompt": "...", "label": 1}}, label 1 when the generation failed and 0 when
+                   it was good (both are needed). Put the file in the directory named by
+                   OTEL_INSTRUMENTATION_COREVITAL_PROFILES_DIR and the risk score uses the refitted
+                   model for that model type.
+
+Prompt files are JSON lines ({{"prompt": "...", "chat": true}} per line; chat applies the model's
+chat template) or plain text with one prompt per line. Nothing is downloaded: --model is a local
+directory or a model already in the local cache. Progress is saved beside the output
+(OUT.partial.jsonl), so an interrupted run resumes where it stopped.
+
+examples:
+  corevital calibrate --model ./my-model --prompts healthy.jsonl --out profile.json
+  corevital calibrate --model ./my-model --labels labels.jsonl --out profiles/llama.yaml
+  corevital calibrate --model ./gguf-dir --gguf-file model.gguf --prompts healthy.txt --out profile.json"""
+
+
+def _formatter(prog: str) -> argparse.HelpFormatter:
+    """Descriptions printed as written (they are laid out for a terminal); option help beside the
+    option."""
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=24)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The ``corevital`` argument parser; its help is plain text for a terminal."""
     parser = argparse.ArgumentParser(
-        prog="corevital", description=__doc__.splitlines()[0] if __doc__ else None
+        prog="corevital",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=_formatter,
     )
-    commands = parser.add_subparsers(dest="command", required=True)
-    cal = commands.add_parser("calibrate", help="build a calibration profile from healthy runs")
+    commands = parser.add_subparsers(title="commands", dest="command", required=True)
+    cal = commands.add_parser(
+        "calibrate",
+        help="write a healthy-run profile (--prompts) or refit the risk score (--labels)",
+        description=CALIBRATE_DESCRIPTION,
+        formatter_class=_formatter,
+    )
     cal.add_argument(
-        "--model", required=True, help="a local model directory (or a model already in the cache)"
+        "--model", required=True, help="a local model directory (or a model already in the local cache)"
     )
     cal.add_argument("--gguf-file", help="the GGUF file inside --model to load")
     source = cal.add_mutually_exclusive_group(required=True)
-    source.add_argument("--prompts", help="JSON-lines or text file of known-healthy prompts")
     source.add_argument(
-        "--labels", help="JSON-lines file of prompts with a 0/1 'label' (1 = failed): refit the risk"
+        "--prompts", metavar="FILE", help="known-healthy prompts: write a healthy-run profile (JSON)"
+    )
+    source.add_argument(
+        "--labels",
+        metavar="FILE",
+        help="prompts with a 0/1 label (1 = failed): refit the risk score into a model profile (YAML)",
     )
     cal.add_argument("--out", required=True, help="where to write the profile (JSON; YAML with --labels)")
-    cal.add_argument("--max-new-tokens", type=int, default=64)
+    cal.add_argument(
+        "--max-new-tokens", type=int, default=64, help="new tokens per prompt, greedy (default %(default)s)"
+    )
     cal.add_argument(
         "--no-resume", dest="resume", action="store_false", help="start over, ignoring saved progress"
     )

@@ -1,0 +1,34 @@
+"""The ``corevital`` command's help reads as plain text and describes both calibrate modes."""
+
+from __future__ import annotations
+
+import pytest
+
+from opentelemetry.instrumentation.corevital import cli
+
+
+@pytest.fixture(autouse=True)
+def terminal_width(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "100")  # argparse wraps option help to the terminal
+
+
+def help_text(*argv: str, capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit) as exited:
+        cli.main([*argv, "--help"])
+    assert exited.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_top_level_help_names_both_modes(capsys: pytest.CaptureFixture[str]) -> None:
+    text = help_text(capsys=capsys)
+    assert "``" not in text
+    assert "calibrate" in text and "--prompts" in text and "--labels" in text
+
+
+def test_calibrate_help_describes_both_modes(capsys: pytest.CaptureFixture[str]) -> None:
+    text = help_text("calibrate", capsys=capsys)
+    assert "``" not in text and ":func:" not in text
+    assert "healthy-run profile" in text and "refit the risk score" in text
+    assert "OTEL_INSTRUMENTATION_COREVITAL_CALIBRATION_PROFILE" in text
+    assert "OTEL_INSTRUMENTATION_COREVITAL_PROFILES_DIR" in text
+    assert '{"prompt": "...", "label": 1}' in text
