@@ -1,7 +1,10 @@
 """GPU benchmark: CoreVital's time and memory overhead on a ~1B-parameter model in fp16/bf16.
 
-    python benchmarks/gpu.py                 # on a CUDA machine (results/gpu-<device>.json)
+    python benchmarks/gpu.py                 # on a CUDA machine (out/gpu-<device>.json)
     python benchmarks/gpu.py --dry-run       # anywhere: the same code path on a tiny model on CPU
+
+A dry run measures nothing: it checks that every step runs, and says so. Results go to ``--out``
+(default ``benchmarks/out/``, not tracked).
 
 The model is a Llama with TinyLlama-1.1B's shape built from a config with random weights, so no
 download is needed; random weights generate meaningless text at the real cost. For each batch size
@@ -29,9 +32,10 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from opentelemetry.instrumentation.corevital import CoreVitalInstrumentor
 
-RESULTS = Path(__file__).resolve().parent / "results"
+OUT_DIR = Path(__file__).resolve().parent / "out"
 ONE_B = dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32,
              num_key_value_heads=4, vocab_size=32000, max_position_embeddings=4096)  # fmt: skip
+ACCUMULATE = "accumulate (hand-written)"
 TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
             num_key_value_heads=2, vocab_size=256, max_position_embeddings=512)  # fmt: skip
 
@@ -129,45 +133,89 @@ def main(argv: list[str] | None = None) -> int:
                 times["instrumented"].append(t)
                 peaks["instrumented"].append(m)
             ratios = [i / p for i, p in zip(times["instrumented"], times["plain"], strict=True)]
-            row = {
+            rows.append({
                 "batch": batch, "level": level, "tokens": tokens, "pairs": pairs,
                 "plain_s": statistics.median(times["plain"]),
                 "instrumented_s": statistics.median(times["instrumented"]),
                 "overhead_pct": 100 * (statistics.median(ratios) - 1),
                 "plain_peak_mib": max(peaks["plain"]), "instrumented_peak_mib": max(peaks["instrumented"]),
-            }  # fmt: skip
-            rows.append(row)
+            })  # fmt: skip
         eager = getattr(model.config, "_attn_implementation", None)
         model.set_attn_implementation("eager")
         t, m = timed(lambda inputs=inputs: accumulate(model, inputs, tokens), device)
         if eager:
             model.set_attn_implementation(eager)
-        rows.append({"batch": batch, "level": "accumulate (hand-written)", "tokens": tokens, "pairs": 1,
-                     "plain_s": float("nan"), "instrumented_s": t, "overhead_pct": float("nan"),
-                     "plain_peak_mib": float("nan"), "instrumented_peak_mib": m})  # fmt: skip
+        rows.append({"batch": batch, "level": ACCUMULATE, "tokens": tokens, "pairs": 1,
+                     "plain_s": None, "instrumented_s": t, "overhead_pct": None,
+                     "plain_peak_mib": None, "instrumented_peak_mib": m})  # fmt: skip
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu (dry run)"
+    if args.dry_run:
+        rows = [{key: row[key] for key in ("batch", "level", "tokens", "pairs")} for row in rows]
     result = {
-        "device": device_name, "dtype": str(dtype), "parameters": parameters, "command": " ".join(sys.argv),
-        "torch": torch.__version__, "python": platform.python_version(), "date": time.strftime("%Y-%m-%d"),
-        "rows": rows,
+        "device": device_name, "dtype": str(dtype), "parameters": parameters, "dry_run": args.dry_run,
+        "command": " ".join(sys.argv), "torch": torch.__version__, "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d"), "rows": rows,
     }  # fmt: skip
     out = (
         Path(args.out)
         if args.out
-        else RESULTS / f"gpu-{'dry-run' if args.dry_run else device_name.replace(' ', '_')}.json"
+        else OUT_DIR / f"gpu-{'dry-run' if args.dry_run else device_name.replace(' ', '_')}.json"
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
-    print(f"{device_name}, {dtype}, {parameters / 1e9:.2f} B parameters, {tokens} new tokens")
-    print(
-        "| batch | level | plain (s) | instrumented (s) | overhead | peak plain (MiB) | peak instr. (MiB) |"
-    )
-    print("|---:|---|---:|---:|---:|---:|---:|")
-    for r in rows:
-        timing = f"{r['plain_s']:.3f} | {r['instrumented_s']:.3f} | {r['overhead_pct']:+.1f}%"
-        memory = f"{r['plain_peak_mib']:.0f} | {r['instrumented_peak_mib']:.0f}"
-        print(f"| {r['batch']} | {r['level']} | {timing} | {memory} |")
+    print(dry_run_report(result) if args.dry_run else table(result))
+    print(f"(results: {out})")
     return 0
+
+
+def count(n: int) -> str:
+    """A parameter count in words a reader can compare: ``106816`` -> ``"107 K"``.
+
+    >>> count(106816), count(1_100_048_384), count(134_515_008)
+    ('107 K', '1.10 B', '135 M')
+    """
+    if n >= 1e9:
+        return f"{n / 1e9:.2f} B"
+    if n >= 1e6:
+        return f"{n / 1e6:.0f} M"
+    return f"{n / 1e3:.0f} K" if n >= 1e3 else str(n)
+
+
+def _cell(value: float | None, spec: str) -> str:
+    return "—" if value is None or value != value else format(value, spec)
+
+
+def table(result: dict[str, Any]) -> str:
+    """The measurements as a Markdown table ("—" where a column does not apply)."""
+    lines = [
+        f"{result['device']}, {result['dtype']}, {count(result['parameters'])} parameters, "
+        f"{result['rows'][0]['tokens']} new tokens",
+        "| batch | level | plain (s) | instrumented (s) | overhead | peak plain (MiB) | peak instr. (MiB) |",
+        "|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in result["rows"]:
+        overhead = "—" if r["overhead_pct"] is None else f"{r['overhead_pct']:+.1f}%"
+        cells = [
+            str(r["batch"]), r["level"], _cell(r["plain_s"], ".3f"), _cell(r["instrumented_s"], ".3f"),
+            overhead, _cell(r["plain_peak_mib"], ".0f"), _cell(r["instrumented_peak_mib"], ".0f"),
+        ]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def dry_run_report(result: dict[str, Any]) -> str:
+    """What a dry run checked; it reports no figures, because a tiny CPU model's timings say nothing
+    about CoreVital's cost on a GPU."""
+    batches: dict[int, list[str]] = {}
+    for row in result["rows"]:
+        batches.setdefault(row["batch"], []).append(row["level"])
+    ran = "; ".join(f"batch {batch}: {', '.join(levels)}" for batch, levels in batches.items())
+    return (
+        "dry run: no measurements.\n"
+        f"Every step ran end to end on a tiny random Llama ({count(result['parameters'])} parameters, "
+        f"{result['dtype']}, CPU, {result['rows'][0]['tokens']} new tokens) - {ran}.\n"
+        "For figures, run without --dry-run on a CUDA machine."
+    )
 
 
 if __name__ == "__main__":

@@ -11,10 +11,11 @@ instrumented call is checked to have produced one complete span.
 Modes
 -----
 ``time``
-    For each capture level: 2 warm-up runs of each path, then ``--pairs`` interleaved pairs
-    (plain, instrumented) with identical inputs in one process. *Plain* is ``generate`` with the
-    instrumentor uninstrumented (and, for every level, the model's default attention kernel, so
-    the ``attention`` level, which switches to eager by itself, is compared with plain sdpa).
+    For each capture level: ``--warmup`` warm-up runs of each path (default 2), then ``--pairs``
+    interleaved pairs (plain, instrumented) with identical inputs in one process. *Plain* is
+    ``generate`` with the instrumentor uninstrumented (and, for every level, the model's default
+    attention kernel, so the ``attention`` level, which switches to eager by itself, is compared
+    with plain sdpa).
     Reported: median seconds of each path, median of the per-pair ratios, overhead % and the
     per-step overhead in microseconds (median over pairs of ``(instr - plain) / tokens``).
 ``memory``
@@ -33,10 +34,12 @@ Modes
 ``all``
     Both.
 
-Results go to ``benchmarks/results/overhead-<mode>.json`` (``-quick`` appended with ``--quick``)
-and a Markdown table is printed. Examples::
+Results go to ``--out`` (default ``benchmarks/out/overhead-<mode>.json``, ``-quick`` appended with
+``--quick``; ``benchmarks/out/`` is not tracked) and a Markdown table is printed. The committed
+figures of docs/benchmarks.md are in ``benchmarks/results/``, written with an explicit ``--out``.
+Examples::
 
-    python benchmarks/overhead.py all --quick     # smoke test, about 2 minutes
+    python benchmarks/overhead.py all --quick     # smoke test, about 1 minute on 2 cores
     python benchmarks/overhead.py time            # levels logits,hidden,attention; 64 tokens; 15 pairs
     python benchmarks/overhead.py memory          # tokens 64,384; 3 repeats per child
 
@@ -91,18 +94,20 @@ from opentelemetry.instrumentation.corevital import semconv as sc
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 PROMPT = "Write a long story about the sea."
 LEVELS = ("logits", "hidden", "attention")
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+#: Default output folder (git-ignored): a run never rewrites the committed ``results/`` unless told.
+OUT_DIR = Path(__file__).resolve().parent / "out"
 MALLOC_MMAP_THRESHOLD = "131072"
 RESULT_MARKER = "COREVITAL_BENCH_RESULT "
 #: How far VmHWM may stay above VmRSS right after the reset (per-CPU RSS counter batching).
 RESET_SLACK_KIB = 4096
-WARMUP_RUNS = 2
 #: ``plain-eager`` is a diagnostic: plain ``generate`` on eager attention, the kernel the
 #: ``attention`` level switches to, so the kernel's own cost can be told from the capture's.
 VARIANTS = ("plain", "plain-eager", "instrumented", "accumulate")
 
-DEFAULTS: dict[str, Any] = {"tokens": 64, "pairs": 15, "tokens_list": "64,384", "repeats": 3, "jobs": 2}
-QUICK: dict[str, Any] = {"tokens": 16, "pairs": 3, "tokens_list": "16,32", "repeats": 1, "jobs": 2}
+DEFAULTS: dict[str, Any] = {
+    "tokens": 64, "pairs": 15, "warmup": 2, "tokens_list": "64,384", "repeats": 3, "jobs": 2,
+}  # fmt: skip
+QUICK: dict[str, Any] = {"tokens": 8, "pairs": 2, "warmup": 1, "tokens_list": "16", "repeats": 1, "jobs": 2}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,7 +198,9 @@ def timed_generate(model: Any, inputs: dict[str, Any], tokens: int, **extra: Any
 # ---------------------------------------------------------------------------------------------
 # time
 # ---------------------------------------------------------------------------------------------
-def run_time(levels: Sequence[str], tokens: int, pairs: int, batch: int = 1) -> list[dict[str, Any]]:
+def run_time(
+    levels: Sequence[str], tokens: int, pairs: int, batch: int = 1, warmup: int = 2
+) -> list[dict[str, Any]]:
     """Interleaved plain / instrumented timing for every level; one result row per level."""
     model, tokenizer = load_model()
     default_attention = model.config._attn_implementation
@@ -229,7 +236,7 @@ def run_time(levels: Sequence[str], tokens: int, pairs: int, batch: int = 1) -> 
             return elapsed
 
         with_eager = level == "attention" and default_attention != "eager"
-        for _ in range(WARMUP_RUNS):
+        for _ in range(warmup):
             plain()
             instrumented()
             if with_eager:
@@ -610,6 +617,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--repeats", type=int, help=f"memory: children per cell (default {DEFAULTS['repeats']})"
     )
+    parser.add_argument(
+        "--warmup", type=int, help=f"time: warm-up runs of each path (default {DEFAULTS['warmup']})"
+    )
     parser.add_argument("--jobs", type=int, help=f"memory: children run at once (default {DEFAULTS['jobs']})")
     parser.add_argument(
         "--level",
@@ -619,7 +629,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="smoke test: " + json.dumps(QUICK))
     parser.add_argument(
-        "--output", type=Path, help="JSON path (default benchmarks/results/overhead-<mode>.json)"
+        "--out",
+        "--output",
+        dest="output",
+        type=Path,
+        help="JSON path (default benchmarks/out/overhead-<mode>.json)",
     )
     parser.add_argument(
         "--no-trim",
@@ -659,9 +673,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "tokens": args.tokens,
             "pairs": args.pairs,
             "batch": args.batch,
-            "warmup_runs": WARMUP_RUNS,
+            "warmup_runs": args.warmup,
         }
-        results["time"] = run_time(args.levels, args.tokens, args.pairs, args.batch)
+        results["time"] = run_time(args.levels, args.tokens, args.pairs, args.batch, args.warmup)
         tables.append(
             f"### Time overhead (batch {args.batch}, greedy, 1 thread)\n\n" + time_table(results["time"])
         )
@@ -682,7 +696,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tables.append("### Extra peak RSS of one generate call\n\n" + memory_table(results["memory"]))
 
     results["machine"]["load_average_at_end"] = os.getloadavg()
-    output = args.output or RESULTS_DIR / f"overhead-{args.mode}{'-quick' if args.quick else ''}.json"
+    output = args.output or OUT_DIR / f"overhead-{args.mode}{'-quick' if args.quick else ''}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(results, indent=2) + "\n")
     print("\n\n".join(tables))

@@ -1,7 +1,9 @@
 """Telemetry volume: bytes of one exported span (OTLP protobuf) and events per generation, against
 the number of generated tokens. It must stay bounded: series are downsampled, events mark moments.
 
-    python benchmarks/telemetry_volume.py [--tokens 64,256,1024]
+    python benchmarks/telemetry_volume.py [--tokens 64,256,1024] [--out FILE]
+
+Results go to ``--out`` (default ``benchmarks/out/telemetry-volume.json``, not tracked).
 
 Runs on a tiny random Llama with SmolLM2-135M's layer count (30) and hidden size, so the per-layer
 arrays have their real size, at every capture level, batch 1, default settings.
@@ -24,14 +26,14 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from opentelemetry.instrumentation.corevital import CoreVitalInstrumentor
 
-RESULTS = Path(__file__).resolve().parent / "results"
+OUT_DIR = Path(__file__).resolve().parent / "out"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--tokens", default="64,256,1024")
     parser.add_argument("--levels", default="logits,hidden,attention")
-    parser.add_argument("--out", default=str(RESULTS / "telemetry-volume.json"))
+    parser.add_argument("--out", default=str(OUT_DIR / "telemetry-volume.json"), help="JSON results path")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     torch.set_num_threads(1)
@@ -65,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['level']} | {r['tokens']} | {r['span_bytes']:,} | {r['events']} | {r['attributes']} |")
+    print(f"(results: {args.out})")
     return 0
 
 
