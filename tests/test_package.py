@@ -2,7 +2,7 @@
 
 This is the user's path: ``pip install`` the wheel and ``opentelemetry-distro``, then run a plain
 transformers app under ``opentelemetry-instrument --traces_exporter console`` and read the spans it
-prints. Run with ``tox -e package`` (it installs torch and transformers into the new venv).
+prints. ``tox -e py3-tf5`` runs it (it installs torch and transformers into the new venv).
 """
 
 from __future__ import annotations
@@ -122,3 +122,40 @@ def test_opentelemetry_instrument_prints_one_span_per_generate(fresh_venv: Path,
         assert attributes[sc.COREVITAL_CAPTURE_LEVEL] == "hidden"
         assert len(attributes[sc.COREVITAL_ENTROPY_SERIES]) == output_tokens
     assert "w10" not in result.stdout and "w20" not in result.stdout  # no prompt text by default
+
+
+def instrument(fresh_venv: Path, tmp_path: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    """``opentelemetry-instrument OPTIONS python app.py`` in the fresh venv, with a clean OTEL_ env."""
+    app = tmp_path / "app.py"
+    app.write_text(APP)
+    env = {key: value for key, value in os.environ.items() if not key.startswith("OTEL_")}
+    env.update({"OTEL_SERVICE_NAME": "package-test", "HF_HUB_OFFLINE": "1"})
+    command = [str(fresh_venv / "bin" / "opentelemetry-instrument"), *options,
+               str(fresh_venv / "bin" / "python"), str(app)]  # fmt: skip
+    return run(command, env=env, cwd=tmp_path)
+
+
+def test_corevital_console_exporters_print_the_read_out_and_the_metrics(
+    fresh_venv: Path, tmp_path: Path
+) -> None:
+    result = instrument(
+        fresh_venv, tmp_path, "--traces_exporter", "corevital_console,console",
+        "--metrics_exporter", "corevital_console", "--logs_exporter", "none",
+    )  # fmt: skip
+    counts = json.loads(result.stderr.split("COUNTS ", 1)[1].splitlines()[0])
+    blocks = [b for b in result.stdout.split("\n\n") if b.startswith("== CoreVital: text_completion")]
+    assert len(blocks) == 2
+    for block, (input_tokens, output_tokens) in zip(blocks, counts, strict=True):
+        assert f"tokens     {input_tokens} in, {output_tokens} out" in block
+        assert "\nrisk       " in block and "\nnarrative  Risk is" in block
+    # composable: the SDK's own console exporter printed the same two spans as JSON
+    spans_part, table = result.stdout.split("== CoreVital metrics", 1)
+    assert len([s for s in console_spans(spans_part) if s["name"].startswith("text_completion")]) == 2
+    assert sc.METRIC_GEN_AI_CLIENT_OPERATION_DURATION in table and sc.METRIC_COREVITAL_RISK_SCORE in table
+    assert result.stdout.rindex("== CoreVital: text_completion") < result.stdout.index("== CoreVital metrics")
+    assert "Traceback" not in result.stderr and "Failed to" not in result.stderr
+
+
+def test_corevital_command_is_installed(fresh_venv: Path) -> None:
+    result = run([str(fresh_venv / "bin" / "corevital"), "calibrate", "--help"])
+    assert "--prompts" in result.stdout and "--labels" in result.stdout and "``" not in result.stdout
