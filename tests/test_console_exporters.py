@@ -41,9 +41,10 @@ READ_OUT: dict[str, Any] = {
     sc.COREVITAL_FLAGS: [sc.FLAG_REPETITION_LOOP],
     sc.COREVITAL_FLAG_HIGH_ENTROPY_STEPS: 14,
     sc.COREVITAL_EARLY_WARNING_FAILURE_RISK: 0.9,
-    sc.COREVITAL_LAYER_BLAME_LAYERS: [28],
+    sc.COREVITAL_LAYER_BLAME_LAYERS: [28, 2, 3],
     sc.COREVITAL_LAYER_BLAME_DETAILS: json.dumps(
         [{"layer": 28, "reasons": ["l2_norm_outlier"], "severity": 0.5}]
+        + [{"layer": layer, "reasons": ["l2_norm_unstable"], "severity": 0.3} for layer in (2, 3)]
     ),
     sc.COREVITAL_NARRATIVE: NARRATIVE,
 }
@@ -83,15 +84,16 @@ def test_block_shows_the_read_out_a_person_needs() -> None:
         sc.EVENT_COREVITAL_EARLY_WARNING,
         {sc.COREVITAL_EARLY_WARNING_SIGNAL: "surprisal_volatile", sc.COREVITAL_STEP: 18},
     )
-    text = format_generation(make_span(READ_OUT, [warning, flag_event(sc.FLAG_REPETITION_LOOP, 27)]))
+    fired = [warning, flag_event(sc.FLAG_HIGH_ENTROPY_STEPS, 5), flag_event(sc.FLAG_REPETITION_LOOP, 27)]
+    text = format_generation(make_span(READ_OUT, fired))
     lines = text.splitlines()
     assert lines[0].startswith("== CoreVital: text_completion SmolLM2-135M-Instruct == trace ")
     assert "model      SmolLM2-135M-Instruct (huggingface)" in lines
     assert "tokens     40 in, 96 out   2.50 s   finish length" in lines
     assert "risk       0.99 high   factors repeated_text, state_revisited" in lines
-    assert "flags      repetition_loop at step 27; 14 high-entropy steps" in lines
+    assert "flags      high_entropy_steps at step 5; repetition_loop at step 27" in lines
     assert "warnings   surprisal_volatile at step 18 (failure risk 0.90)" in lines
-    assert "layers     28 (l2_norm_outlier)" in lines
+    assert "layers     28 (l2_norm_outlier); 2, 3 (l2_norm_unstable)" in lines
     assert not any(line.startswith("stopped") for line in lines)
     narrative = " ".join(
         line[11:] for line in lines[lines.index(next(x for x in lines if x.startswith("narr"))) :]
@@ -122,7 +124,8 @@ def test_missing_or_malformed_attributes_never_raise() -> None:
     text = format_generation(
         make_span({k: v for k, v in odd.items() if v is not None}, [(sc.EVENT_COREVITAL_HEALTH_FLAG, {})])
     )
-    assert "layers     28" in text and "risk       high?" in text and "factors one" in text
+    assert "flags      ? at step ?; repetition_loop; 14 high-entropy steps\n" in text
+    assert "layers     28, 2, 3\n" in text and "risk       high?" in text and "factors one" in text
     assert "? at step ?" in text and "narrative" not in text and "? in, 96 out" in text
 
 

@@ -105,7 +105,7 @@ def _risk(a: Mapping[str, Any]) -> str:
 
 def _flags(a: Mapping[str, Any], events: Iterable[Any]) -> str:
     fired = _fired(events, sc.EVENT_COREVITAL_HEALTH_FLAG, sc.COREVITAL_FLAG_NAME)
-    names = list(dict.fromkeys([*_strings(a.get(sc.COREVITAL_FLAGS)), *fired]))
+    names = list(dict.fromkeys([*fired, *_strings(a.get(sc.COREVITAL_FLAGS))]))  # in the order they fired
     parts = [_at(name, fired.get(name, [])) for name in names]
     high_entropy = a.get(sc.COREVITAL_FLAG_HIGH_ENTROPY_STEPS)
     if isinstance(high_entropy, int) and high_entropy > 0 and sc.FLAG_HIGH_ENTROPY_STEPS not in names:
@@ -123,16 +123,18 @@ def _warnings(a: Mapping[str, Any], events: Iterable[Any]) -> str:
 
 
 def _layers(a: Mapping[str, Any]) -> str:
-    """Each blamed layer with its reasons (from the details JSON), else the bare layer indices."""
+    """Blamed layers grouped by their reasons (from the details JSON), else the bare indices:
+    ``28 (l2_norm_outlier); 2, 3, 4 (l2_norm_unstable)``."""
     try:
-        blamed = json.loads(a[sc.COREVITAL_LAYER_BLAME_DETAILS])
-        return ", ".join(_layer(b["layer"], b.get("reasons") or []) for b in blamed)
+        groups: dict[str, list[str]] = {}
+        for blamed in json.loads(a[sc.COREVITAL_LAYER_BLAME_DETAILS]):
+            reasons = ", ".join(str(r) for r in blamed.get("reasons") or ())
+            groups.setdefault(reasons, []).append(str(blamed["layer"]))
+        return "; ".join(
+            ", ".join(layers) + (f" ({reasons})" if reasons else "") for reasons, layers in groups.items()
+        )
     except (KeyError, ValueError, TypeError, AttributeError):
         return ", ".join(str(layer) for layer in a.get(sc.COREVITAL_LAYER_BLAME_LAYERS) or ())
-
-
-def _layer(layer: Any, reasons: Sequence[Any]) -> str:
-    return f"{layer} ({', '.join(str(r) for r in reasons)})" if reasons else str(layer)
 
 
 def _stopped(a: Mapping[str, Any], events: Iterable[Any]) -> str:
