@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 
-from . import semconv as sc
 from .report import CaptureReport
 from .signals.risk import fit_risk_model, risk_features
 
@@ -200,13 +199,14 @@ calibrate has two modes:
 
 Run 'corevital calibrate --help' for the details of each mode."""
 
-CALIBRATE_DESCRIPTION = f"""\
+#: ``{divergence}`` is filled in from the generated names (semconv.py).
+CALIBRATE_DESCRIPTION = """\
 Generate every prompt greedily through the CoreVital instrumentor and write a profile.
 
 modes (give exactly one):
   --prompts FILE   healthy-run profile, written as JSON. Use prompts the model answers well. Point
                    OTEL_INSTRUMENTATION_COREVITAL_CALIBRATION_PROFILE at the file and every span
-                   carries {sc.COREVITAL_CALIBRATION_DIVERGENCE_SCORE}: how far that generation's
+                   carries {divergence}: how far that generation's
                    signals are from the healthy runs.
   --labels FILE    risk refit, written as a YAML model profile. One JSON object per line,
                    {{"prompt": "...", "label": 1}}, label 1 when the generation failed and 0 when
@@ -223,6 +223,12 @@ examples:
   corevital calibrate --model ./my-model --prompts healthy.jsonl --out profile.json
   corevital calibrate --model ./my-model --labels labels.jsonl --out profiles/llama.yaml
   corevital calibrate --model ./gguf-dir --gguf-file model.gguf --prompts healthy.txt --out profile.json"""
+
+
+def _calibrate_description() -> str:
+    from . import semconv as sc
+
+    return CALIBRATE_DESCRIPTION.format(divergence=sc.COREVITAL_CALIBRATION_DIVERGENCE_SCORE)
 
 
 def _formatter(prog: str) -> argparse.HelpFormatter:
@@ -243,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     cal = commands.add_parser(
         "calibrate",
         help="write a healthy-run profile (--prompts) or refit the risk score (--labels)",
-        description=CALIBRATE_DESCRIPTION,
+        description=_calibrate_description(),
         formatter_class=_formatter,
     )
     cal.add_argument(
