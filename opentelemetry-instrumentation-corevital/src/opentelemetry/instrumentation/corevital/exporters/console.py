@@ -64,23 +64,36 @@ class CoreVitalConsoleSpanExporter(SpanExporter):
 
 
 class CoreVitalConsoleMetricExporter(MetricExporter):
-    """Prints a small table of CoreVital's and the GenAI metrics at each export (the SDK exports
-    every ``OTEL_METRIC_EXPORT_INTERVAL`` milliseconds, 60 s by default, and once at exit); a table
-    identical to the last one printed is not printed again.
+    """Prints a small table of CoreVital's and the GenAI metrics when the process ends.
+
+    The SDK hands every export (each ``OTEL_METRIC_EXPORT_INTERVAL``, 60 s by default, and a last
+    one at exit) to this exporter; it keeps the latest and prints it on ``shutdown``, so a terminal
+    gets one table after the read-out blocks instead of one a minute between them. With
+    ``every_export=True`` it prints at each export instead (a table identical to the last one
+    printed is skipped).
 
     Before printing, it flushes the global tracer provider, so the table comes after the read-out
     blocks of the generations it counts (at exit the SDK shuts metrics down before traces).
 
     Args:
         out: the stream to write to; default ``sys.stdout``.
+        every_export: print at every export rather than once at shutdown.
         flush_spans_first: set ``False`` to leave the tracer provider alone.
     """
 
-    def __init__(self, out: TextIO | None = None, flush_spans_first: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        out: TextIO | None = None,
+        every_export: bool = False,
+        flush_spans_first: bool = True,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self._out = out
+        self._every_export = every_export
         self._flush_spans_first = flush_spans_first
-        self._last = ""
+        self._latest = ""
+        self._printed = ""
 
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
@@ -90,18 +103,26 @@ class CoreVitalConsoleMetricExporter(MetricExporter):
         except Exception:  # never into the SDK
             logger.debug("could not format the metrics", exc_info=True)
             return MetricExportResult.FAILURE
-        if not text or text == self._last:
-            return MetricExportResult.SUCCESS
-        if self._flush_spans_first:
-            _flush_spans()
-        self._last = text
-        return MetricExportResult.SUCCESS if _write(self._out, "\n" + text) else MetricExportResult.FAILURE
+        if text:
+            self._latest = text
+        if self._every_export and not self._print():
+            return MetricExportResult.FAILURE
+        return MetricExportResult.SUCCESS
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         return _flush(self._out)
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        _flush(self._out)
+        self._print()
+
+    def _print(self) -> bool:
+        """Print the latest table unless it was printed already."""
+        if not self._latest or self._latest == self._printed:
+            return True
+        if self._flush_spans_first:
+            _flush_spans()
+        self._printed = self._latest
+        return _write(self._out, "\n" + self._latest)
 
 
 def _write(out: TextIO | None, text: str) -> bool:
