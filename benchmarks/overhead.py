@@ -30,7 +30,7 @@ Modes
     uses); ``instrumented`` at ``--level``; ``accumulate``, the hand-written alternative (eager
     attention, ``generate(output_scores/hidden_states/attentions=True,
     return_dict_in_generate=True)``, then summarising the stored tensors in Python). Children
-    run ``--jobs`` at a time (each measures only itself). Linux only.
+    run ``--jobs`` at a time (each measures only itself); ``--variants`` picks a subset. Linux only.
 ``all``
     Both.
 
@@ -106,8 +106,14 @@ VARIANTS = ("plain", "plain-eager", "instrumented", "accumulate")
 
 DEFAULTS: dict[str, Any] = {
     "tokens": 64, "pairs": 15, "warmup": 2, "tokens_list": "64,384", "repeats": 3, "jobs": 2,
+    "variants": ",".join(VARIANTS),
 }  # fmt: skip
-QUICK: dict[str, Any] = {"tokens": 8, "pairs": 2, "warmup": 1, "tokens_list": "16", "repeats": 1, "jobs": 2}
+# Quick: one child per variant that matters (plain, instrumented), run side by side; each child
+# loads the model, which is most of its time.
+QUICK: dict[str, Any] = {
+    "tokens": 8, "pairs": 2, "warmup": 1, "tokens_list": "16", "repeats": 1, "jobs": 2,
+    "variants": "plain,instrumented",
+}  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
@@ -455,14 +461,18 @@ def spawn_child(variant: str, level: str, tokens: int, trim: bool) -> dict[str, 
 
 
 def run_memory(
-    level: str, tokens_list: Sequence[int], repeats: int, jobs: int, trim: bool
+    level: str,
+    tokens_list: Sequence[int],
+    repeats: int,
+    jobs: int,
+    trim: bool,
+    variants: Sequence[str] = VARIANTS,
 ) -> list[dict[str, Any]]:
     """Median extra peak memory per variant and token count; one result row per pair.
 
     Up to ``jobs`` children run at once: each measures only its own process's peak, so running
     them side by side changes no memory figure (only their informational ``generate_s``).
     """
-    variants = VARIANTS
     samples: dict[tuple[str, int], list[dict[str, Any]]] = {(v, n): [] for v in variants for n in tokens_list}
     cells = [(r, n, v) for r in range(repeats) for n in tokens_list for v in variants]
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
@@ -486,7 +496,8 @@ def run_memory(
     rows = []
     for tokens in tokens_list:
         plain = statistics.median(s["extra_mib"] for s in samples[("plain", tokens)])
-        plain_eager = statistics.median(s["extra_mib"] for s in samples[("plain-eager", tokens)])
+        eager_runs = samples.get(("plain-eager", tokens))
+        plain_eager = statistics.median(s["extra_mib"] for s in eager_runs) if eager_runs else None
         for variant in variants:
             runs = samples[(variant, tokens)]
             extra = statistics.median(s["extra_mib"] for s in runs)
@@ -505,7 +516,9 @@ def run_memory(
                     "extra_mib": extra,
                     "extra_over_plain_mib": None if variant == "plain" else extra - plain,
                     "extra_over_plain_eager_mib": (
-                        extra - plain_eager if variant in ("instrumented", "accumulate") else None
+                        extra - plain_eager
+                        if plain_eager is not None and variant in ("instrumented", "accumulate")
+                        else None
                     ),
                     "runs": runs,
                 }
@@ -627,6 +640,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         choices=LEVELS,
         help="memory: instrumented level (default %(default)s)",
     )
+    parser.add_argument(
+        "--variants",
+        help=f"memory: comma-separated, 'plain' always included (default {DEFAULTS['variants']})",
+    )
     parser.add_argument("--quick", action="store_true", help="smoke test: " + json.dumps(QUICK))
     parser.add_argument(
         "--out",
@@ -653,6 +670,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown levels: {', '.join(sorted(unknown))}")
     args.tokens_list = [int(n) for n in str(args.tokens_list).split(",") if n.strip()]
+    chosen = {v.strip() for v in str(args.variants).split(",") if v.strip()} | {"plain"}
+    if chosen - set(VARIANTS):
+        parser.error(f"unknown variants: {', '.join(sorted(chosen - set(VARIANTS)))}")
+    args.variants = [v for v in VARIANTS if v in chosen]
     return args
 
 
@@ -689,9 +710,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "jobs": args.jobs,
             "malloc_trim_before_baseline": not args.no_trim,
             "malloc_mmap_threshold": MALLOC_MMAP_THRESHOLD,
+            "variants": args.variants,
         }
         results["memory"] = run_memory(
-            args.level, args.tokens_list, args.repeats, args.jobs, not args.no_trim
+            args.level, args.tokens_list, args.repeats, args.jobs, not args.no_trim, args.variants
         )
         tables.append("### Extra peak RSS of one generate call\n\n" + memory_table(results["memory"]))
 
