@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
+from opentelemetry.instrumentation.corevital.capture.similarity import StateSimilarity
 from opentelemetry.instrumentation.corevital.summaries import (
     ATTENTION_LAYER_FIELDS,
     HIDDEN_LAYER_FIELDS,
     LOGIT_FIELDS,
     chosen_token_surprisal,
-    cosine_to_previous,
     last_position_layers,
     summarize_attention,
     summarize_hidden,
@@ -102,11 +102,20 @@ def test_hidden_nan_inf_and_clamping() -> None:
     assert torch.isfinite(stats).all()
 
 
-def test_cosine_to_previous() -> None:
+def test_state_similarity_previous_and_max() -> None:
+    ring = StateSimilarity(window=3)
     a = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
     b = torch.tensor([[0.0, 1.0], [2.0, 2.0]])
-    assert torch.isnan(cosine_to_previous(a, None)).all()
-    assert cosine_to_previous(b, a).tolist() == pytest.approx([0.0, 1.0])
+    previous, similarity = ring.update(a)
+    assert torch.isnan(previous).all() and torch.isnan(similarity).all()
+    previous, similarity = ring.update(b)
+    assert previous.tolist() == pytest.approx([0.0, 1.0])
+    assert torch.isnan(similarity).all()  # the previous step does not count
+    previous, similarity = ring.update(a)
+    assert similarity.tolist() == pytest.approx([1.0, 1.0])  # back where it was two steps ago
+    for _ in range(3):  # the ring forgets beyond its window
+        ring.update(b)
+    assert ring.update(b)[1].tolist() == pytest.approx([1.0, 1.0])
 
 
 def test_attention_reference_values() -> None:

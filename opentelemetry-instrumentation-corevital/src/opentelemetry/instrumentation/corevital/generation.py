@@ -1,14 +1,21 @@
 """Reading a ``generate()`` call: its effective request, and what it returned.
 
-Values are resolved the way ``generate`` resolves them: keyword arguments over the
-``generation_config`` argument over the model's own ``generation_config``. Token counts are taken
-from the tensors, never estimated.
+The arguments are bound to ``generate``'s own signature (a ``GenerationConfig`` or stopping
+criteria may be passed positionally), and the effective generation config is resolved the way
+``generate`` resolves it — through the model's own ``_prepare_generation_config`` where it has one:
+keyword arguments over the ``generation_config`` argument over the model's ``generation_config``
+over the library defaults. Token counts are taken from the tensors, never estimated.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+import json
 import math
 import os
+import threading
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +52,7 @@ class GenerationRequest:
     input_ids: torch.Tensor | None = None
     attention_mask: torch.Tensor | None = None
     tokenizer: Any = None
+    pipeline_prompts: list[Any] = field(default_factory=list)
 
     def prompt_tokens(self, row: int) -> list[int]:
         """The unpadded prompt token ids of input ``row`` (empty when the prompt was embeddings)."""
@@ -73,31 +81,130 @@ class GenerationOutcome:
         return max(self.output_lengths, default=0)
 
 
+_NAMES: weakref.WeakKeyDictionary[Any, tuple[str, str]] = weakref.WeakKeyDictionary()
+_NAMES_LOCK = threading.Lock()
+
+
 def model_name(model: Any) -> str:
-    """The model's ``name_or_path`` (what ``from_pretrained`` was given), else its class name.
+    """The model's own name, for ``gen_ai.request.model``; the rule (docs/semconv.md):
 
-    A hub id (``HuggingFaceTB/SmolLM2-135M-Instruct``) is kept as it is; a local directory is
-    reduced to its last component, so that metric attributes do not carry install paths (which
-    differ between machines and would split one model into many time series).
+    1. a hub id given to ``from_pretrained`` (``HuggingFaceTB/SmolLM2-135M-Instruct``) is kept;
+    2. for a local directory, the name it was saved under when it has one: the ``_name_or_path`` in
+       its ``config.json`` when that is a hub id, else the GGUF metadata's ``general.name``;
+    3. otherwise the directory's last component (never the install path, which differs between
+       machines and would split one model into many metric series), else the class name.
+
+    Resolved once per model object (and again if its ``name_or_path`` changes).
     """
-    name = getattr(model, "name_or_path", None) or getattr(
-        getattr(model, "config", None), "_name_or_path", ""
+    path = str(
+        getattr(model, "name_or_path", None)
+        or getattr(getattr(model, "config", None), "_name_or_path", "")
+        or ""
     )
-    if not name:
-        return type(model).__name__
-    text = str(name)
-    if os.path.isabs(text) or text.startswith((".", "~")) or os.path.isdir(text):
-        return os.path.basename(os.path.normpath(text)) or text
-    return text
+    try:
+        cached = _NAMES.get(model)
+    except TypeError:  # not weak-referenceable
+        return _resolve_name(model, path)
+    if cached is not None and cached[0] == path:
+        return cached[1]
+    name = _resolve_name(model, path)
+    with _NAMES_LOCK:
+        _NAMES[model] = (path, name)
+    return name
 
 
-def resolve_request(model: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> GenerationRequest:
-    """Resolve the effective request of ``model.generate(*args, **kwargs)`` without changing anything."""
+def _is_local(text: str) -> bool:
+    return os.path.isabs(text) or text.startswith((".", "~")) or os.path.isdir(text)
+
+
+def _resolve_name(model: Any, path: str) -> str:
     config = getattr(model, "config", None)
+    gguf_name = getattr(config, "_model_name_or_path", None)  # GGUF general.name (transformers sets it)
+    if not path:
+        return str(gguf_name) if isinstance(gguf_name, str) and gguf_name else type(model).__name__
+    if not _is_local(path):
+        return path
+    saved = _saved_name(path)
+    if saved:
+        return saved
+    if isinstance(gguf_name, str) and gguf_name.strip() and not _is_local(gguf_name):
+        return gguf_name.strip()
+    return os.path.basename(os.path.normpath(path)) or path
+
+
+def _saved_name(directory: str) -> str | None:
+    """The hub id a local directory's ``config.json`` records as ``_name_or_path``, if any."""
+    try:
+        with open(os.path.join(directory, "config.json"), encoding="utf-8") as handle:
+            saved = json.load(handle).get("_name_or_path")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if isinstance(saved, str) and saved.count("/") == 1 and not _is_local(saved):
+        return saved
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def _generate_parameters() -> tuple[str, ...]:
+    """The positional parameter names of ``GenerationMixin.generate`` (after ``self``)."""
+    from transformers.generation.utils import GenerationMixin
+
+    generate = inspect.unwrap(GenerationMixin.generate)
+    names = []
+    for parameter in list(inspect.signature(generate).parameters.values())[1:]:
+        if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
+            names.append(parameter.name)
+    return tuple(names)
+
+
+def bind_arguments(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """``generate``'s arguments by name, wherever they were passed (positionally or by keyword)."""
+    named = dict(zip(_generate_parameters(), args, strict=False))
+    return {**named, **kwargs}
+
+
+def positional_index(name: str) -> int:
+    """Where ``generate`` takes ``name`` positionally (``-1`` when it does not)."""
+    parameters = _generate_parameters()
+    return parameters.index(name) if name in parameters else -1
+
+
+def effective_config(model: Any, call: Mapping[str, Any]) -> Any:
+    """The generation config ``generate`` will run with, resolved by the model itself; ``None`` when
+    the model cannot tell (then the caller falls back to its own resolution)."""
+    prepare = getattr(model, "_prepare_generation_config", None)
+    if not callable(prepare):
+        return None
+    named = set(_generate_parameters())
+    extra = {k: v for k, v in call.items() if k not in named}
+    options: dict[str, Any] = {}
+    if "use_model_defaults" in call and "use_model_defaults" in inspect.signature(prepare).parameters:
+        options["use_model_defaults"] = call["use_model_defaults"]
+        extra.pop("use_model_defaults", None)
+    try:
+        config, _ = prepare(call.get("generation_config"), **options, **extra)
+    except Exception:
+        return None
+    return config
+
+
+def resolve_request(
+    model: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any], pipeline: Any = None
+) -> GenerationRequest:
+    """Resolve the effective request of ``model.generate(*args, **kwargs)`` without changing anything.
+
+    ``pipeline``: the running pipeline call (``messages.PipelineCall``), which knows the tokenizer and
+    the prompts when ``generate`` was not given them.
+    """
+    config = getattr(model, "config", None)
+    kwargs = bind_arguments(args, kwargs)
+    resolved = effective_config(model, kwargs)
     user_config = kwargs.get("generation_config")
     model_config = getattr(model, "generation_config", None)
 
     def setting(name: str) -> Any:
+        if resolved is not None and hasattr(resolved, name):
+            return getattr(resolved, name)
         if name in kwargs:
             return kwargs[name]
         for source in (user_config, model_config):
@@ -107,7 +214,9 @@ def resolve_request(model: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]
         return None
 
     is_encoder_decoder = bool(getattr(config, "is_encoder_decoder", False))
-    inputs = args[0] if args else kwargs.get("inputs", kwargs.get("input_ids"))
+    inputs = kwargs.get("inputs")
+    if inputs is None:
+        inputs = kwargs.get("input_ids")
     input_ids = inputs if isinstance(inputs, torch.Tensor) and inputs.dim() == 2 else None
     if input_ids is not None and input_ids.is_floating_point():
         input_ids = None
@@ -176,7 +285,8 @@ def resolve_request(model: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]
         unsupported_reason=unsupported,
         input_ids=input_ids,
         attention_mask=attention_mask if isinstance(attention_mask, torch.Tensor) else None,
-        tokenizer=kwargs.get("tokenizer"),
+        tokenizer=kwargs.get("tokenizer") or getattr(pipeline, "tokenizer", None),
+        pipeline_prompts=list(getattr(pipeline, "prompts", ())),
     )
 
 

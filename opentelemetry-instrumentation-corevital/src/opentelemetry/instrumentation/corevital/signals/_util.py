@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import numpy as np
@@ -35,3 +36,21 @@ def slope(values: np.ndarray | Iterable[float]) -> float:
     x = x - x.mean()
     denominator = float((x * x).sum())
     return float((x * (y - y.mean())).sum() / denominator) if denominator > 0 else 0.0
+
+
+# Plain-list versions for the per-step detectors, which see a handful of values at a time (numpy's
+# per-call overhead would dominate there).
+
+
+def finite_list(values: Iterable[float]) -> list[float]:
+    """The finite values, as Python floats.
+
+    >>> finite_list([1.0, float("nan"), 2.0])
+    [1.0, 2.0]
+    """
+    return [float(v) for v in values if math.isfinite(v)]
+
+
+def list_mean(values: list[float], default: float = math.nan) -> float:
+    """Mean of a list, ``default`` when it is empty."""
+    return sum(values) / len(values) if values else default

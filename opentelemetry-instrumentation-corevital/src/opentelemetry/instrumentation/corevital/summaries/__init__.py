@@ -6,7 +6,7 @@ about OpenTelemetry or keeps state between steps.
 """
 
 from .attention import ATTENTION_LAYER_FIELDS, summarize_attention
-from .hidden import HIDDEN_LAYER_FIELDS, cosine_to_previous, last_position_layers, summarize_hidden
+from .hidden import HIDDEN_LAYER_FIELDS, last_position_layers, summarize_hidden
 from .logits import LOGIT_FIELDS, TOP_K_MASS, TOP_N_PROBS, chosen_token_surprisal, summarize_logits
 
 __all__ = [
@@ -16,7 +16,6 @@ __all__ = [
     "TOP_K_MASS",
     "TOP_N_PROBS",
     "chosen_token_surprisal",
-    "cosine_to_previous",
     "last_position_layers",
     "summarize_attention",
     "summarize_hidden",

@@ -1,4 +1,4 @@
-"""Per-layer hidden-state summaries at the last position (SIGNALS §2)."""
+"""Per-layer hidden-state summaries at the last position (docs/signals.md, "Hidden states")."""
 
 from __future__ import annotations
 
@@ -78,13 +78,3 @@ def summarize_hidden(layers: torch.Tensor) -> torch.Tensor:
         dim=-1,
     )
     return stats.transpose(0, 1)
-
-
-def cosine_to_previous(current: torch.Tensor, previous: torch.Tensor | None) -> torch.Tensor:
-    """Cosine similarity of each row's vector to the same row's vector one step earlier.
-
-    Returns ``[batch]``; NaN where there is no previous step.
-    """
-    if previous is None or previous.shape != current.shape:
-        return torch.full(current.shape[:1], float("nan"), device=current.device)
-    return torch.nn.functional.cosine_similarity(current.float(), previous.float(), dim=-1)
