@@ -347,7 +347,7 @@ def test_soak_of_a_thousand_calls_leaves_nothing_behind() -> None:
         for _ in range(100):
             model.generate(**inputs, max_new_tokens=3, do_sample=False)
         gc.collect()
-        tracemalloc.start(5)
+        tracemalloc.start(1)
         before = tracemalloc.take_snapshot()
         for _ in range(900):
             model.generate(**inputs, max_new_tokens=3, do_sample=False)
