@@ -136,10 +136,9 @@ def test_attention_capture_gives_up_on_a_busy_model_and_says_why(telemetry) -> N
 
     model = tiny_models.llama()
     gate = KernelGate(model, timeout=0.05)
-    with gate.own_kernel():  # another call holds the model's own kernel
-        with gate.eager() as unavailable:
-            assert unavailable is not None and "busy" in unavailable
-            assert model.config._attn_implementation != "eager"
+    with gate.own_kernel(), gate.eager() as unavailable:  # another call holds the model's own kernel
+        assert unavailable is not None and "busy" in unavailable
+        assert model.config._attn_implementation != "eager"
     with gate.eager() as unavailable:
         assert unavailable is None and model.config._attn_implementation == "eager"
     assert model.config._attn_implementation != "eager"
