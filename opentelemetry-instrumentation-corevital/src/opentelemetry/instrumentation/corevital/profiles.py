@@ -244,7 +244,12 @@ def load_calibration(path: str | Path) -> CalibrationProfile | None:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
         spec = CalibrationFile.model_validate(data)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        reason = _reason(exc) if isinstance(exc, ValidationError) else _first_line(exc)
+        if isinstance(exc, ValidationError):
+            reason = _reason(exc)
+        elif isinstance(exc, json.JSONDecodeError):
+            reason = f"it is not valid JSON ({_first_line(exc)})"
+        else:
+            reason = f"it cannot be read ({_first_line(exc)})"
         logger.warning(
             "CoreVital: ignoring the calibration profile %s: %s. Spans carry no calibration divergence.",
             path, reason,
