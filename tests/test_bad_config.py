@@ -17,15 +17,15 @@ SHIPPED_LLAMA = ModelProfile.model_validate({"name": "llama", "l2_explosion_mult
 
 # (file name, text, what the warning must name, the field, the value the profile keeps)
 MODEL_PROFILES = [
-    ("llama.yaml", "name: llama\nrepetition_ngram: 1\n", ["repetition_ngram", "1", "using 6"], "repetition_ngram", 6),
-    ("llama.yaml", "name: llama\nhigh_entropy_threshold_bits: lots\n", ["high_entropy_threshold_bits", "'lots'"],
+    ("llama.yaml", "name: llama\nrepetition_ngram: 1\n", ["repetition_ngram", "1", "using 6"], "repetition_ngram", 6),  # noqa: E501
+    ("llama.yaml", "name: llama\nhigh_entropy_threshold_bits: lots\n", ["high_entropy_threshold_bits", "'lots'"],  # noqa: E501
      "high_entropy_threshold_bits", 3.5),
     ("llama.yaml", "name: llama\nl2_explosion_multiplier: -2\n", ["l2_explosion_multiplier", "-2", "10.0"],
      "l2_explosion_multiplier", 10.0),
-    ("llama.yaml", "name: llama\nrepetiton_ngram: 5\n", ["unknown key", "repetiton_ngram"], "repetition_ngram", 6),
+    ("llama.yaml", "name: llama\nrepetiton_ngram: 5\n", ["unknown key", "repetiton_ngram"], "repetition_ngram", 6),  # noqa: E501
     ("llama.yaml", "name: llama\nrepetition_ngram: [6\n", ["cannot be read"], "repetition_ngram", 6),
     ("llama.yaml", "- just\n- a list\n", ["must be a mapping"], "repetition_ngram", 6),
-    ("llama.yaml", "name: llama\nrisk_model: {split_output_tokens: 4}\n", ["risk_model"], "repetition_ngram", 6),
+    ("llama.yaml", "name: llama\nrisk_model: {split_output_tokens: 4}\n", ["risk_model"], "repetition_ngram", 6),  # noqa: E501
     ("llama.yaml", "\x00\xff binary garbage", ["cannot be read"], "repetition_ngram", 6),
 ]  # fmt: skip
 
@@ -63,7 +63,7 @@ CALIBRATION_FILES = [
     ("wrong type", json.dumps({"version": 1, "model": "m", "runs": "many"}), "runs"),
     ("out of range", json.dumps({"version": 1, "model": "m", "runs": -3}), "runs"),
     ("unknown key", json.dumps({"version": 1, "model": "m", "runs": 3, "colour": "red"}), "colour"),
-    ("bad distribution", json.dumps({"version": 1, "model": "m", "runs": 1, "metrics": {"entropy": {"count": 1}}}),
+    ("bad distribution", json.dumps({"version": 1, "model": "m", "runs": 1, "metrics": {"entropy": {"count": 1}}}),  # noqa: E501
      "metrics.entropy"),
 ]  # fmt: skip
 

@@ -30,7 +30,7 @@ def test_the_report_is_the_span_s_read_out(instrument, telemetry) -> None:
     assert report.trace_id == format(span.context.trace_id, "032x")
     assert report.model == "LlamaForCausalLM"
     assert len(report.sequences) == 2 and report.primary is report.sequences[report.worst]
-    assert report.capture.sequences[0].series["entropy"].shape == (a[sc.COREVITAL_STEPS],)
+    assert max(len(s.series["entropy"]) for s in report.capture.sequences) == a[sc.COREVITAL_STEPS]
 
 
 def test_no_report_outside_a_block_and_blocks_nest(instrument, telemetry) -> None:
