@@ -1,4 +1,4 @@
-"""Layer blame: which layers look responsible, and why (SIGNALS §7)."""
+"""Layer blame: which layers look responsible, and why (docs/signals.md, "Layer blame")."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def layer_blame(
 
     - NaN/Inf anywhere in the layer: severity 1.0;
     - a middle layer marked by the mid-layer anomaly detector (``mid_layer_anomalies``, booleans)
-      in at least a quarter of the steps: 0.7 (an addition to SIGNALS §7: the detector already
+      in at least a quarter of the steps: 0.7 (an addition to the original tool: the detector already
       knows which layers exploded, and a z-score cannot single them out when several did);
     - collapsed heads beyond the layer's permanent ones (structural "sink" heads that are collapsed
       at every step are not blamed) in more than half of the steps: 0.4;

@@ -1,4 +1,4 @@
-"""Risk score (0–1) with the factors that explain it (SIGNALS §6)."""
+"""Risk score (0–1) with the factors that explain it (docs/signals.md, "Risk score")."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def heuristic_risk(
     surprisal: np.ndarray | Iterable[float],
     compound: Sequence[CompoundSignal] = (),
 ) -> RiskAssessment:
-    """The composite score of SIGNALS §6.
+    """The original composite score (docs/signals.md, "Risk score"), used without a fitted model.
 
     NaN/Inf give 1.0. Otherwise the largest boolean floor (repetition 0.9, mid-layer anomaly 0.7,
     attention collapse its severity) plus each continuous term above its gate, plus each compound
