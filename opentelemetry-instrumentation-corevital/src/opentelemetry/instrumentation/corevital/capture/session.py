@@ -49,6 +49,7 @@ class StepMonitor(Protocol):
     """What the session feeds, per batch row, as the steps arrive (``signals.SequenceMonitor``)."""
 
     firings: list[rep.Firing]
+    clock: Callable[[int], int] | None
 
     def observe_step(
         self, entropy: float, margin: float, similarity: float = ..., nan: bool = ..., inf: bool = ...
@@ -131,6 +132,10 @@ class CaptureSession:
         # without beams.
         self._single_beam = request.num_beams <= 1
         self._make_monitor = make_monitor if self._single_beam else None
+        # Monitors run live, step by step, only when they may stop a sequence (stop_on); otherwise
+        # the same monitors are replayed over the finished series, which gives the same firings
+        # without a device -> host transfer and Python work at every step.
+        self._live = bool(self.stop_on) and self._make_monitor is not None
         self._monitors: list[StepMonitor] = []
         self._interventions: dict[int, rep.Intervention] = {}
         self._layout = StepLayout()
@@ -262,11 +267,11 @@ class CaptureSession:
             raise CaptureError(f"the step layout changed from {self._layout} to {layout}")
         self._layout = layout
         self._steps.append(torch.cat(parts, dim=1))
-        if self._make_monitor is not None:
+        if self._live:
             self._stream_step(packed_logits, similarity, hidden_summary)
         self._token_pending = True
 
-    # -- streaming -----------------------------------------------------------------------------
+    # -- streaming (live, with stop_on) ---------------------------------------------------------
     def _stream_step(
         self, packed_logits: torch.Tensor, similarity: torch.Tensor | None, hidden: torch.Tensor | None
     ) -> None:
@@ -406,6 +411,35 @@ class CaptureSession:
         ]
         return report
 
+    def _replay(self, data: np.ndarray, n: int, outcome: GenerationOutcome, index: int) -> StepMonitor | None:
+        """Run a fresh monitor over one sequence's finished steps, as it would have run live."""
+        if self._make_monitor is None:
+            return None
+        layout = self._layout
+        monitor = self._make_monitor()
+        times = self._step_times_ns
+        monitor.clock = lambda step: times[step] if step < len(times) else 0
+        tokens = _generated_tokens(outcome.sequences, index, self.request.prompt_length, n)
+        entropy, margin, surprisal = data[:, layout.entropy], data[:, layout.margin], data[:, -1]
+        similarity = data[:, layout.max_similarity] if layout.hidden_layers else np.full(n, np.nan)
+        nan = np.isnan(entropy)
+        inf = np.zeros(n, dtype=bool)
+        if layout.hidden_layers:
+            per_layer = data[:, layout.hidden].reshape(n, layout.hidden_layers, len(HIDDEN_LAYER_FIELDS))
+            nan = nan | (per_layer[:, :, _NAN_COUNT].sum(axis=1) > 0)
+            inf = per_layer[:, :, _INF_COUNT].sum(axis=1) > 0
+        for step in range(n):
+            monitor.observe_step(
+                float(entropy[step]),
+                float(margin[step]),
+                float(similarity[step]),
+                bool(nan[step]),
+                bool(inf[step]),
+            )
+            if step < len(tokens):
+                monitor.observe_token(tokens[step], float(surprisal[step]))
+        return monitor
+
     def _row_mapping(self, rows: int, returned: int) -> list[int]:
         if rows == returned:
             return list(range(returned))
@@ -428,7 +462,10 @@ class CaptureSession:
             rep.SERIES_TOP1_PROB: data[:, layout.top_probs.start],
             rep.SERIES_SURPRISAL: data[:, -1],
         }
-        monitor = self._monitors[row] if self._monitors and row < len(self._monitors) else None
+        if self._live:
+            monitor = self._monitors[row] if row < len(self._monitors) else None
+        else:
+            monitor = self._replay(data, n, outcome, index)
         report = rep.SequenceReport(
             index=index,
             output_tokens=outcome.output_lengths[index],

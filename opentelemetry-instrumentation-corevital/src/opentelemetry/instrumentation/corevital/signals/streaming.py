@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..report import EARLY_WARNING, HEALTH_FLAG, Firing
@@ -42,6 +43,8 @@ class SequenceMonitor:
     repetition_similarity_threshold: float = 0.0
     eos_token_ids: tuple[int, ...] = ()
     early_warning: bool = True
+    #: The time (Unix ns) of a step, for replays after the fact; ``None``: the time of the call.
+    clock: Callable[[int], int] | None = None
     firings: list[Firing] = field(default_factory=list)
     ended: bool = False
     steps: int = 0
@@ -128,7 +131,7 @@ class SequenceMonitor:
         if name in self._fired:
             return []
         self._fired.add(name)
-        firing = Firing(kind, name, step, evidence, time.time_ns())
+        firing = Firing(kind, name, step, evidence, self.clock(step) if self.clock else time.time_ns())
         self.firings.append(firing)
         return [firing]
 
