@@ -143,6 +143,7 @@ class CaptureSession:
         self._surprisal: list[torch.Tensor] = []
         self._prev_probs: torch.Tensor | None = None
         self._similarity = StateSimilarity()
+        self._nan_columns: torch.Tensor | None = None
         self._hidden_size = 0
         self._attention_heads = 0
         self._added: tuple[str, ...] = ()
@@ -233,10 +234,12 @@ class CaptureSession:
             layers = last_position_layers(hidden)
             hidden_layers, self._hidden_size = int(layers.shape[0]), int(layers.shape[-1])
             hidden_summary = summarize_hidden(layers)
-            previous, similarity = self._similarity.update(layers[-1])
-            if not self._single_beam:
-                similarity = torch.full_like(similarity, float("nan"))
-            parts += [hidden_summary.flatten(1), previous[:, None], similarity[:, None]]
+            if self._live:
+                previous, similarity = self._similarity.update(layers[-1])
+                parts += [hidden_summary.flatten(1), previous[:, None], similarity[:, None]]
+            else:  # computed in blocks and filled in at the end
+                self._similarity.push(layers[-1])
+                parts += [hidden_summary.flatten(1), self._placeholder(layers.shape[1], layers.device)]
         if self.level.captures_attention:
             attentions = getattr(output, "decoder_attentions" if encoder_decoder else "attentions", None)
             present = [a for a in attentions or () if a is not None]
@@ -270,6 +273,13 @@ class CaptureSession:
         if self._live:
             self._stream_step(packed_logits, similarity, hidden_summary)
         self._token_pending = True
+
+    def _placeholder(self, rows: int, device: torch.device) -> torch.Tensor:
+        """Two NaN columns standing for the similarities until they are computed (reused)."""
+        cached = self._nan_columns
+        if cached is None or cached.shape[0] != rows or cached.device != device:
+            cached = self._nan_columns = torch.full((rows, 2), float("nan"), device=device)
+        return cached
 
     # -- streaming (live, with stop_on) ---------------------------------------------------------
     def _stream_step(
@@ -384,6 +394,14 @@ class CaptureSession:
             return report
         packed = torch.stack(steps)  # [steps, rows, features]
         total_steps, rows, _ = packed.shape
+        layout = self._layout
+        if layout.hidden_layers and not self._live:
+            similarities = self._similarity.results()
+            if similarities is not None and similarities[0].shape[0] == total_steps:
+                packed[:, :, layout.cosine_previous] = similarities[0].to(packed.device)
+                packed[:, :, layout.max_similarity] = similarities[1].to(packed.device)
+        if layout.hidden_layers and not self._single_beam:  # beam rows change meaning between steps
+            packed[:, :, layout.max_similarity] = float("nan")
         surprisal = torch.full((total_steps, rows), float("nan"), device=packed.device)
         if self._surprisal:
             known = torch.stack(self._surprisal[:total_steps])
