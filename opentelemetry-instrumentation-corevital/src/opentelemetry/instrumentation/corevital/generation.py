@@ -169,23 +169,48 @@ def positional_index(name: str) -> int:
     return parameters.index(name) if name in parameters else -1
 
 
-def effective_config(model: Any, call: Mapping[str, Any]) -> Any:
-    """The generation config ``generate`` will run with, resolved by the model itself; ``None`` when
-    the model cannot tell (then the caller falls back to its own resolution)."""
-    prepare = getattr(model, "_prepare_generation_config", None)
-    if not callable(prepare):
-        return None
-    named = set(_generate_parameters())
-    extra = {k: v for k, v in call.items() if k not in named}
-    options: dict[str, Any] = {}
-    if "use_model_defaults" in call and "use_model_defaults" in inspect.signature(prepare).parameters:
-        options["use_model_defaults"] = call["use_model_defaults"]
-        extra.pop("use_model_defaults", None)
-    try:
-        config, _ = prepare(call.get("generation_config"), **options, **extra)
-    except Exception:
-        return None
-    return config
+@functools.lru_cache(maxsize=1)
+def _library_defaults() -> tuple[bool, dict[str, Any]]:
+    """``(values_are_none_when_unset, defaults)`` of this transformers' ``GenerationConfig``.
+
+    transformers 5 leaves unset fields ``None`` and fills them from ``_get_default_generation_params``
+    when a call runs; transformers 4 gives every field its default value up front.
+    """
+    from transformers import GenerationConfig
+
+    blank = GenerationConfig()
+    defaults = getattr(GenerationConfig, "_get_default_generation_params", None)
+    if callable(defaults) and blank.max_length is None:
+        return True, dict(defaults())
+    return False, blank.to_dict()
+
+
+def config_setting(model: Any, call: Mapping[str, Any], name: str) -> Any:
+    """The value of generation setting ``name`` for this call, resolved as ``generate`` resolves it
+    (``GenerationMixin._prepare_generation_config``), without copying any config: a keyword argument,
+    else the ``generation_config`` argument, else the model's ``generation_config``, else the
+    library default. With transformers 4, a value of the passed config still at its library default
+    yields to the model's own non-default value (``use_model_defaults``, on unless the call says
+    ``use_model_defaults=False``)."""
+    if name in call and name not in _generate_parameters():
+        return call[name]
+    unset_is_none, defaults = _library_defaults()
+    default = defaults.get(name)
+    user = call.get("generation_config")
+    model_value = getattr(getattr(model, "generation_config", None), name, None)
+    if user is not None:
+        value = getattr(user, name, None)
+        if unset_is_none:
+            if value is not None:
+                return value
+        elif not (
+            call.get("use_model_defaults") is not False
+            and value == default
+            and model_value is not None
+            and model_value != default
+        ):
+            return value
+    return model_value if model_value is not None else default
 
 
 def resolve_request(
@@ -198,20 +223,9 @@ def resolve_request(
     """
     config = getattr(model, "config", None)
     kwargs = bind_arguments(args, kwargs)
-    resolved = effective_config(model, kwargs)
-    user_config = kwargs.get("generation_config")
-    model_config = getattr(model, "generation_config", None)
 
     def setting(name: str) -> Any:
-        if resolved is not None and hasattr(resolved, name):
-            return getattr(resolved, name)
-        if name in kwargs:
-            return kwargs[name]
-        for source in (user_config, model_config):
-            value = getattr(source, name, None) if source is not None else None
-            if value is not None:
-                return value
-        return None
+        return config_setting(model, kwargs, name)
 
     is_encoder_decoder = bool(getattr(config, "is_encoder_decoder", False))
     inputs = kwargs.get("inputs")

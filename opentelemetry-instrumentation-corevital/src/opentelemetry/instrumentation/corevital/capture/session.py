@@ -16,7 +16,6 @@ from __future__ import annotations
 import collections
 import inspect
 import time
-import warnings
 from collections.abc import Callable, Collection
 from typing import Any, Protocol
 
@@ -27,6 +26,7 @@ from .. import report as rep
 from .. import semconv as sc
 from ..config import CaptureLevel
 from ..generation import GenerationOutcome, GenerationRequest
+from ..signals._util import nanmean
 from ..summaries import (
     ATTENTION_LAYER_FIELDS,
     HIDDEN_LAYER_FIELDS,
@@ -510,9 +510,7 @@ class CaptureSession:
                 name: attention[:, :, i] for i, name in enumerate(ATTENTION_LAYER_FIELDS)
             }
             normalized = attention[:, :, ATTENTION_LAYER_FIELDS.index("entropy_normalized_mean")]
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows give NaN
-                series[rep.SERIES_ATTENTION_ENTROPY_NORMALIZED] = np.nanmean(normalized, axis=1)
+            series[rep.SERIES_ATTENTION_ENTROPY_NORMALIZED] = nanmean(normalized, axis=1)  # all-NaN rows: NaN
             series[rep.SERIES_ATTENTION_COLLAPSED_HEADS] = attention[
                 :, :, ATTENTION_LAYER_FIELDS.index("collapsed_heads")
             ].sum(axis=1)

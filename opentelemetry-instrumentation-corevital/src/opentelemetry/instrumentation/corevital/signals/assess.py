@@ -9,7 +9,6 @@ span, the metrics and the application alike.
 from __future__ import annotations
 
 import functools
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -19,6 +18,7 @@ from .. import report as rep
 from ..profiles import ModelProfile
 from ..report import EARLY_WARNING, HEALTH_FLAG, Firing
 from . import flags as fl
+from ._util import nanmean
 from .blame import LayerBlame, layer_blame
 from .calibration import CalibrationProfile, Divergence, divergence
 from .compound import CompoundSignal, compound_signals
@@ -252,9 +252,7 @@ def assess(
     basin = _layer_field(sequence.attention_layers, "basin_score")
     basin_per_step = None
     if basin is not None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # steps with fewer than 3 keys are NaN
-            basin_per_step = np.nanmean(basin, axis=1)
+        basin_per_step = nanmean(basin, axis=1)  # steps with fewer than 3 keys are NaN
     compound = compound_signals(
         entropy,
         margin,

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .. import semconv as sc
-from ._util import as_array
+from ._util import as_array, nanmedian_rows
 
 NAN = sc.FLAG_NAN_DETECTED
 INF = sc.FLAG_INF_DETECTED
@@ -141,9 +140,7 @@ def mid_layer_anomalies(l2_norm: np.ndarray, nonfinite: np.ndarray | None, multi
         return marked
     third = norms.shape[1] // 3
     middle = slice(third, 2 * third)
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN early layers
-        baseline = np.nanmedian(norms[:, :third], axis=1)
+    baseline = nanmedian_rows(norms[:, :third])
     with np.errstate(invalid="ignore"):
         marked[:, middle] = np.nan_to_num(norms[:, middle], nan=0.0) > multiplier * baseline[:, None]
     if nonfinite is not None:
