@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..summaries import ATTENTION_LAYER_FIELDS, HIDDEN_LAYER_FIELDS, LOGIT_FIELDS, TOP_N_PROBS
+from ..summaries import ATTENTION_LAYER_FIELDS, HIDDEN_LAYER_FIELDS, LOGIT_FIELDS
 
 
 @dataclass(frozen=True)
@@ -19,40 +19,18 @@ class StepLayout:
     attention is captured).
 
     >>> layout = StepLayout(hidden_layers=2)
-    >>> layout.entropy, layout.hidden, layout.cosine_previous, layout.width
-    (0, slice(13, 27, None), 27, 29)
+    >>> layout.logits, layout.hidden, layout.cosine_previous, layout.width
+    (slice(0, 17, None), slice(17, 31, None), 31, 33)
     """
 
     hidden_layers: int = 0
     attention_layers: int = 0
 
     # -- logits ----------------------------------------------------------------------------------
-    @staticmethod
-    def logit(name: str) -> int:
-        """Column of one logit field (``entropy``, ``margin``, ``topk_mass``, ``top1_prob`` …)."""
-        return LOGIT_FIELDS.index(name)
-
     @property
-    def entropy(self) -> int:
-        return self.logit("entropy")
-
-    @property
-    def margin(self) -> int:
-        return self.logit("margin")
-
-    @property
-    def topk_mass(self) -> int:
-        return self.logit("topk_mass")
-
-    @property
-    def top_probs(self) -> slice:
-        start = self.logit("top1_prob")
-        return slice(start, start + TOP_N_PROBS)
-
-    @property
-    def top_ids(self) -> slice:
-        start = self.logit("top1_id")
-        return slice(start, start + TOP_N_PROBS)
+    def logits(self) -> slice:
+        """The raw logit summary (``summaries.LOGIT_FIELDS``; metrics via ``logit_metrics``)."""
+        return slice(0, len(LOGIT_FIELDS))
 
     # -- hidden states ---------------------------------------------------------------------------
     @property

@@ -30,11 +30,13 @@ from ..signals._util import nanmean
 from ..summaries import (
     ATTENTION_LAYER_FIELDS,
     HIDDEN_LAYER_FIELDS,
-    chosen_token_surprisal,
+    chosen_probability,
     last_position_layers,
+    logit_metrics,
     summarize_attention,
     summarize_hidden,
     summarize_logits,
+    surprisal_bits,
 )
 from .layout import StepLayout
 from .similarity import StateSimilarity
@@ -140,7 +142,7 @@ class CaptureSession:
         self._interventions: dict[int, rep.Intervention] = {}
         self._layout = StepLayout()
         self._steps: list[torch.Tensor] = []
-        self._surprisal: list[torch.Tensor] = []
+        self._chosen: list[torch.Tensor] = []  # per step: the probability of the token chosen there
         self._prev_probs: torch.Tensor | None = None
         self._similarity = StateSimilarity()
         self._nan_columns: torch.Tensor | None = None
@@ -202,7 +204,7 @@ class CaptureSession:
         if self.error is None:
             self.error = exc
             self._steps.clear()
-            self._surprisal.clear()
+            self._chosen.clear()
             self._prev_probs = None
             self._similarity.clear()
             if self._on_error is not None:
@@ -217,11 +219,11 @@ class CaptureSession:
         packed_logits, probs = summarize_logits(logits[:, -1] if logits.dim() == 3 else logits)
         ids = kwargs.get("decoder_input_ids" if encoder_decoder else "input_ids")
         previous_tokens = ids[:, -1] if isinstance(ids, torch.Tensor) and self._token_pending else None
-        pending_surprisal = None
+        chosen = None
         if previous_tokens is not None and self._prev_probs is not None:
-            pending_surprisal = chosen_token_surprisal(self._prev_probs, previous_tokens)
-            self._surprisal.append(pending_surprisal)
-        self._pending = (previous_tokens, pending_surprisal)
+            chosen = chosen_probability(self._prev_probs, previous_tokens)
+            self._chosen.append(chosen)
+        self._pending = (previous_tokens, chosen)
         self._prev_probs = probs if self._single_beam else None
         parts = [packed_logits]
         hidden_layers = attention_layers = 0
@@ -291,42 +293,48 @@ class CaptureSession:
         if not self._monitors:
             assert self._make_monitor is not None
             self._monitors = [self._make_monitor() for _ in range(rows)]
-        layout = self._layout
         device = packed_logits.device
-        nan = torch.isnan(packed_logits[:, layout.entropy])
-        inf = torch.zeros_like(nan)
+        nan = torch.zeros(rows, device=device)
+        inf = torch.zeros(rows, device=device)
         if hidden is not None:  # [rows, layers, fields]
-            nan = nan | (hidden[:, :, _NAN_COUNT].sum(dim=-1) > 0)
-            inf = hidden[:, :, _INF_COUNT].sum(dim=-1) > 0
+            nan = hidden[:, :, _NAN_COUNT].sum(dim=-1)
+            inf = hidden[:, :, _INF_COUNT].sum(dim=-1)
         if similarity is None:
             similarity = torch.full((rows,), float("nan"), device=device)
-        tokens, surprisal = self._pending
-        columns = [
-            packed_logits[:, layout.entropy], packed_logits[:, layout.margin], similarity.to(device), nan, inf
-        ]  # fmt: skip
+        tokens, chosen = self._pending
+        columns = [similarity.to(device), nan, inf]
         if tokens is not None:
-            if surprisal is None:
-                surprisal = torch.full((rows,), float("nan"), device=device)
-            columns += [tokens.to(device, torch.float32), surprisal]
-        host = torch.stack([c.float() for c in columns], dim=-1).tolist()
-        for monitor, values in zip(self._monitors, host, strict=False):
-            if tokens is not None:
-                monitor.observe_token(int(values[5]), values[6])
-            monitor.observe_step(values[0], values[1], values[2], bool(values[3]), bool(values[4]))
+            if chosen is None:
+                chosen = torch.full((rows,), float("nan"), device=device)
+            columns += [tokens.to(device, torch.float32), chosen]
+        host = torch.cat((packed_logits, torch.stack(columns, dim=-1).float()), dim=-1).cpu().numpy()
+        extra = host[:, packed_logits.shape[1] :]
+        metrics = logit_metrics(host[:, : packed_logits.shape[1]])
+        surprisal = surprisal_bits(extra[:, 4]) if tokens is not None else None
+        for row, monitor in enumerate(self._monitors):
+            if surprisal is not None:
+                monitor.observe_token(int(extra[row, 3]), float(surprisal[row]))
+            entropy = float(metrics["entropy"][row])
+            monitor.observe_step(
+                entropy, float(metrics["margin"][row]), float(extra[row, 0]),
+                bool(extra[row, 1] > 0 or np.isnan(entropy)), bool(extra[row, 2] > 0),
+            )  # fmt: skip
 
     def _observe_tokens(self, tokens: torch.Tensor) -> None:
         """The tokens of the newest step are known (from the stopping criterion or the result)."""
         if not self._token_pending or not self._monitors:
             return
-        surprisal = (
-            chosen_token_surprisal(self._prev_probs, tokens)
+        chosen = (
+            chosen_probability(self._prev_probs, tokens)
             if self._prev_probs is not None
             else torch.full(tokens.shape, float("nan"))
         )
-        self._surprisal.append(surprisal)
-        host = torch.stack((tokens.float().to(surprisal.device), surprisal.float()), dim=-1).tolist()
-        for monitor, (token, value) in zip(self._monitors, host, strict=False):
-            monitor.observe_token(int(token), value)
+        self._chosen.append(chosen)
+        host = torch.stack((tokens.float().to(chosen.device), chosen.float()), dim=-1).cpu().numpy()
+        for monitor, token, surprisal in zip(
+            self._monitors, host[:, 0], surprisal_bits(host[:, 1]), strict=False
+        ):
+            monitor.observe_token(int(token), float(surprisal))
         self._token_pending = False
 
     def stop_mask(self, input_ids: torch.Tensor) -> torch.Tensor:
@@ -402,26 +410,24 @@ class CaptureSession:
                 packed[:, :, layout.max_similarity] = similarities[1].to(packed.device)
         if layout.hidden_layers and not self._single_beam:  # beam rows change meaning between steps
             packed[:, :, layout.max_similarity] = float("nan")
-        surprisal = torch.full((total_steps, rows), float("nan"), device=packed.device)
-        if self._surprisal:
-            known = torch.stack(self._surprisal[:total_steps])
-            surprisal[: known.shape[0]] = known.to(surprisal.device)
+        chosen = torch.full((total_steps, rows), float("nan"), device=packed.device)
+        if self._chosen:
+            known = torch.stack(self._chosen[:total_steps])
+            chosen[: known.shape[0]] = known.to(chosen.device)
         last_column = self.request.prompt_length + total_steps - 1
         if (
             self._prev_probs is not None
-            and len(self._surprisal) == total_steps - 1
+            and len(self._chosen) == total_steps - 1
             and sequences is not None
             and sequences.shape[0] == rows
             and last_column < sequences.shape[1]
         ):
-            surprisal[-1] = chosen_token_surprisal(self._prev_probs, sequences[:, last_column]).to(
-                surprisal.device
-            )
+            chosen[-1] = chosen_probability(self._prev_probs, sequences[:, last_column]).to(chosen.device)
         self._prev_probs = None
         self._similarity.clear()
-        self._surprisal.clear()
+        self._chosen.clear()
         # The one device -> host transfer of the series.
-        host = torch.cat((packed, surprisal[..., None]), dim=-1).cpu().numpy().astype(np.float64)
+        host = torch.cat((packed, chosen[..., None]), dim=-1).cpu().numpy().astype(np.float64)
         row_of = self._row_mapping(rows, len(outcome.output_lengths))
         report.sequences = [
             self._sequence_report(host, index, row_of[index], outcome)
@@ -429,31 +435,26 @@ class CaptureSession:
         ]
         return report
 
-    def _replay(self, data: np.ndarray, n: int, outcome: GenerationOutcome, index: int) -> StepMonitor | None:
+    def _replay(
+        self, series: dict[str, np.ndarray], nonfinite: tuple[np.ndarray, np.ndarray], tokens: list[int]
+    ) -> StepMonitor | None:
         """Run a fresh monitor over one sequence's finished steps, as it would have run live."""
         if self._make_monitor is None:
             return None
-        layout = self._layout
         monitor = self._make_monitor()
         times = self._step_times_ns
         monitor.clock = lambda step: times[step] if step < len(times) else 0
-        tokens = _generated_tokens(outcome.sequences, index, self.request.prompt_length, n)
-        entropy, margin, surprisal = data[:, layout.entropy], data[:, layout.margin], data[:, -1]
-        similarity = data[:, layout.max_similarity] if layout.hidden_layers else np.full(n, np.nan)
-        nan = np.isnan(entropy)
-        inf = np.zeros(n, dtype=bool)
-        if layout.hidden_layers:
-            per_layer = data[:, layout.hidden].reshape(n, layout.hidden_layers, len(HIDDEN_LAYER_FIELDS))
-            nan = nan | (per_layer[:, :, _NAN_COUNT].sum(axis=1) > 0)
-            inf = per_layer[:, :, _INF_COUNT].sum(axis=1) > 0
-        for step in range(n):
-            monitor.observe_step(
-                float(entropy[step]),
-                float(margin[step]),
-                float(similarity[step]),
-                bool(nan[step]),
-                bool(inf[step]),
-            )
+        entropy, margin = series[rep.SERIES_ENTROPY], series[rep.SERIES_MARGIN]
+        surprisal = series[rep.SERIES_SURPRISAL]
+        n = len(entropy)
+        similarity = series.get(rep.SERIES_HIDDEN_MAX_SIMILARITY, np.full(n, np.nan))
+        nan, inf = nonfinite
+        nan = nan | np.isnan(entropy)
+        values = zip(
+            entropy.tolist(), margin.tolist(), similarity.tolist(), nan.tolist(), inf.tolist(), strict=True
+        )
+        for step, (e, m, similar, is_nan, is_inf) in enumerate(values):
+            monitor.observe_step(e, m, similar, is_nan, is_inf)
             if step < len(tokens):
                 monitor.observe_token(tokens[step], float(surprisal[step]))
         return monitor
@@ -473,35 +474,32 @@ class CaptureSession:
         layout = self._layout
         n = min(outcome.output_lengths[index], host.shape[0])
         data = host[:n, row]
+        metrics = logit_metrics(data[:, layout.logits])
         series = {
-            rep.SERIES_ENTROPY: data[:, layout.entropy],
-            rep.SERIES_MARGIN: data[:, layout.margin],
-            rep.SERIES_TOPK_MASS: data[:, layout.topk_mass],
-            rep.SERIES_TOP1_PROB: data[:, layout.top_probs.start],
-            rep.SERIES_SURPRISAL: data[:, -1],
+            rep.SERIES_ENTROPY: metrics["entropy"],
+            rep.SERIES_MARGIN: metrics["margin"],
+            rep.SERIES_TOPK_MASS: metrics["topk_mass"],
+            rep.SERIES_TOP1_PROB: metrics["top_probs"][:, 0],
+            rep.SERIES_SURPRISAL: surprisal_bits(data[:, -1]),
         }
-        if self._live:
-            monitor = self._monitors[row] if row < len(self._monitors) else None
-        else:
-            monitor = self._replay(data, n, outcome, index)
+        tokens = _generated_tokens(outcome.sequences, index, self.request.prompt_length, n)
         report = rep.SequenceReport(
             index=index,
             output_tokens=outcome.output_lengths[index],
             finish_reason=outcome.finish_reasons[index],
             series=series,
-            top_probs=data[:, layout.top_probs],
-            top_ids=data[:, layout.top_ids].astype(np.int64),
-            tokens=_generated_tokens(outcome.sequences, index, self.request.prompt_length, n),
-            firings=[f for f in monitor.firings if f.step < n] if monitor is not None else [],
-            streamed=monitor is not None,
-            intervention=self._interventions.get(row) if monitor is not None else None,
+            top_probs=metrics["top_probs"],
+            top_ids=metrics["top_ids"],
+            tokens=tokens,
         )
+        nonfinite = (np.zeros(n, dtype=bool), np.zeros(n, dtype=bool))
         if layout.hidden_layers:
             hidden = data[:, layout.hidden].reshape(n, layout.hidden_layers, len(HIDDEN_LAYER_FIELDS))
             report.hidden_layers = {name: hidden[:, :, i] for i, name in enumerate(HIDDEN_LAYER_FIELDS)}
             series[rep.SERIES_HIDDEN_L2_NORM] = hidden[:, -1, HIDDEN_LAYER_FIELDS.index("l2_norm")]
             series[rep.SERIES_HIDDEN_COSINE_PREVIOUS] = data[:, layout.cosine_previous]
             series[rep.SERIES_HIDDEN_MAX_SIMILARITY] = data[:, layout.max_similarity]
+            nonfinite = (hidden[:, :, _NAN_COUNT].sum(axis=1) > 0, hidden[:, :, _INF_COUNT].sum(axis=1) > 0)
         if layout.attention_layers:
             attention = data[:, layout.attention].reshape(
                 n, layout.attention_layers, len(ATTENTION_LAYER_FIELDS)
@@ -514,6 +512,14 @@ class CaptureSession:
             series[rep.SERIES_ATTENTION_COLLAPSED_HEADS] = attention[
                 :, :, ATTENTION_LAYER_FIELDS.index("collapsed_heads")
             ].sum(axis=1)
+        if self._live:
+            monitor = self._monitors[row] if row < len(self._monitors) else None
+        else:
+            monitor = self._replay(series, nonfinite, tokens)
+        if monitor is not None:
+            report.firings = [f for f in monitor.firings if f.step < n]
+            report.streamed = True
+            report.intervention = self._interventions.get(row)
         return report
 
 
