@@ -88,10 +88,13 @@ def provisioning_queries() -> list[Query]:
     return found
 
 
+REGEX_SPECIAL = re.compile(r"([\\^$.|?*+()\[\]{}])")
+
+
 def regex_value(values: Sequence[str]) -> str:
     """A multi-value variable as Grafana writes it into a regex matcher inside a quoted string:
-    each value regex-escaped (the backslash doubled for the string), several as ``(a|b)``."""
-    escaped = [re.escape(value).replace("\\", "\\\\") for value in values]
+    regex metacharacters escaped (the backslash doubled for the string), several as ``(a|b)``."""
+    escaped = [REGEX_SPECIAL.sub(r"\\\\\1", value) for value in values]
     return escaped[0] if len(escaped) == 1 else "(" + "|".join(escaped) + ")"
 
 
