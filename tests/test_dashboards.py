@@ -286,10 +286,10 @@ def test_exemplars_are_requested_on_latency_and_risk_panels() -> None:
 
 
 def test_no_hand_typed_names_in_traceql() -> None:
-    """Every span attribute a TraceQL query names is a registry name (from the generated constants)."""
-    names = {value for key, value in vars(sc).items() if key.isupper() and isinstance(value, str)}
-    for query in dq.traceql():
-        for attribute in re.findall(r"span\.([a-z_.]+[a-z_])", query.text):
+    """Every span or event attribute a TraceQL query names (dashboards and docs) is a registry name."""
+    names = registry_names()
+    for query in [*dq.traceql(), *doc_traceql()]:
+        for attribute in re.findall(r"(?:span|event)\.([a-z_.]+[a-z_])", query.text):
             assert attribute in names, (query, attribute)
 
 
@@ -349,8 +349,53 @@ def lezer_traceql(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return modules
 
 
+DOCS = [dq.ROOT / "docs" / "traces.md", dq.ROOT / "docs" / "dashboards.md"]
+
+
+def doc_traceql() -> list[dq.Query]:
+    """The ```traceql blocks of the docs."""
+    found = []
+    for path in DOCS:
+        for block in re.findall(r"```traceql\n(.*?)\n```", path.read_text(encoding="utf-8"), re.S):
+            found.append(dq.Query(path.name, block.strip(), "tempo"))
+    return found
+
+
+def registry_names() -> set[str]:
+    return {value for key, value in vars(sc).items() if key.isupper() and isinstance(value, str)}
+
+
+def test_docs_name_only_registry_attributes() -> None:
+    """Every `corevital.…` / `gen_ai.…` name the docs quote exists in the registry (a renamed
+    attribute breaks this test, not the user's search)."""
+    names = registry_names()
+    unknown = []
+    for path in DOCS:
+        for code in re.findall(r"`([^`\n]+)`", path.read_text(encoding="utf-8")):
+            for name in re.findall(r"(?<![\w.])((?:corevital|gen_ai)\.[a-z0-9_.]*[a-z0-9_])(?![\w*])", code):
+                if name not in names and not any(n.startswith(name + ".") for n in names):
+                    unknown.append(f"{path.name}: {name} in `{code}`")
+    assert unknown == []
+    assert len(doc_traceql()) >= 10
+
+
+def test_every_panel_is_explained_in_docs_dashboards() -> None:
+    text = (dq.ROOT / "docs" / "dashboards.md").read_text(encoding="utf-8")
+    missing = []
+    for dashboard in dq.dashboards().values():
+        assert dashboard["title"] in text
+        for panel in dq.panels(dashboard):
+            title = panel["title"]
+            if panel["type"] == "row":
+                continue
+            expected = title.removeprefix("Flag: ") if title.startswith("Flag: ") else f"| {title} |"
+            if expected not in text:
+                missing.append(title)
+    assert missing == []
+
+
 def test_every_traceql_query_parses(lezer_traceql: Path) -> None:
-    queries = dq.traceql()
+    queries = [*dq.traceql(), *doc_traceql()]
     texts = [dq.interpolate(q.text, sample_values()) for q in queries]
     texts.append("{ span.broken = }")  # the parser must be able to fail
     result = subprocess.run(
