@@ -20,7 +20,7 @@ class StepLayout:
 
     >>> layout = StepLayout(hidden_layers=2)
     >>> layout.logits, layout.hidden, layout.cosine_previous, layout.width
-    (slice(0, 17, None), slice(17, 31, None), 31, 33)
+    (slice(0, 16, None), slice(16, 30, None), 30, 32)
     """
 
     hidden_layers: int = 0

@@ -1,8 +1,8 @@
 """Per-step logit metrics on the raw next-token logits (docs/signals.md, "Per-step logit metrics").
 
 The work is split where it is cheapest: on the model's device, at every step, only what needs the
-whole vocabulary (:func:`summarize_logits`: the log-normaliser, the expected logit and the 10
-largest logits, a handful of tensor operations); on the host, once per call and vectorised over
+whole vocabulary (:func:`summarize_logits`: the expected log-probability and the 10 largest
+log-probabilities, a handful of tensor operations); on the host, once per call and vectorised over
 every step, what follows from those few numbers (:func:`logit_metrics`: entropy, margin, top-k mass,
 top probabilities) and the surprisal of the chosen tokens (:func:`surprisal_bits`).
 """
@@ -20,9 +20,8 @@ _LN2 = math.log(2.0)
 
 #: Columns of :func:`summarize_logits`'s packed output, in order.
 LOGIT_FIELDS: tuple[str, ...] = (
-    "log_normalizer",
-    "expected_logit",
-    *(f"top{i + 1}_logit" for i in range(TOP_K_MASS)),
+    "expected_log_prob",
+    *(f"top{i + 1}_log_prob" for i in range(TOP_K_MASS)),
     *(f"top{i + 1}_id" for i in range(TOP_N_PROBS)),
 )
 
@@ -34,56 +33,53 @@ def summarize_logits(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits: ``[batch, vocab]`` next-token logits, before any temperature, top-k or top-p.
 
     Returns:
-        ``(packed, probs)``: ``packed`` is ``[batch, len(LOGIT_FIELDS)]`` float32 holding
-        log Σ exp(x), Σ p·x, the 10 largest logits (padded with -inf below 10 tokens) and the token
-        ids of the 5 largest (exact as float32 below 2**24; -1 for padding); ``probs`` is the
-        float32 softmax, kept by the caller for one step to look up the token chosen next
+        ``(packed, probs)``: ``packed`` is ``[batch, len(LOGIT_FIELDS)]`` float32 holding Σ p log p
+        (nats), the 10 largest log-probabilities (padded with -inf below 10 tokens) and the token ids
+        of the 5 largest (exact as float32 below 2**24; -1 for padding); ``probs`` is the float32
+        softmax, kept by the caller for one step to look up the token chosen next
         (:func:`chosen_probability`). NaN logits give NaN.
     """
-    # -inf logits are clamped so that 0 · -inf does not turn Σ p·x into NaN; NaN logits stay NaN.
-    x = logits.float().clamp(min=-1e30)
-    log_normalizer = torch.logsumexp(x, dim=-1, keepdim=True)
-    probs = torch.exp(x - log_normalizer)
-    expected = torch.linalg.vecdot(probs, x)[:, None]
-    k = min(TOP_K_MASS, x.shape[-1])
-    top_logits, top_ids = torch.topk(x, k, dim=-1)
+    # -inf logits are clamped so that 0 · log 0 is 0 · (-huge) = 0, not NaN; NaN logits stay NaN.
+    log_probs = torch.log_softmax(logits.float().clamp(min=-1e30), dim=-1)
+    probs = log_probs.exp()
+    expected = torch.linalg.vecdot(probs, log_probs)[:, None]
+    k = min(TOP_K_MASS, log_probs.shape[-1])
+    top_log_probs, top_ids = torch.topk(log_probs, k, dim=-1)
     if k < TOP_K_MASS:
-        top_logits = torch.nn.functional.pad(top_logits, (0, TOP_K_MASS - k), value=float("-inf"))
+        top_log_probs = torch.nn.functional.pad(top_log_probs, (0, TOP_K_MASS - k), value=float("-inf"))
         top_ids = torch.nn.functional.pad(top_ids, (0, TOP_N_PROBS), value=-1)
-    packed = torch.cat((log_normalizer, expected, top_logits, top_ids[:, :TOP_N_PROBS].float()), dim=-1)
+    packed = torch.cat((expected, top_log_probs, top_ids[:, :TOP_N_PROBS].float()), dim=-1)
     return packed, probs
 
 
 def chosen_probability(probs: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
     """The probability each row's chosen token had (``[batch]``), looked up in the previous step's
-    ``probs``."""
-    ids = token_ids.to(device=probs.device, dtype=torch.long).clamp(0, probs.shape[-1] - 1)
-    return probs.gather(-1, ids[:, None]).squeeze(-1)
+    ``probs`` (token ids are ``generate``'s own, so within the vocabulary)."""
+    return probs.gather(-1, token_ids.view(-1, 1)).view(-1)
 
 
 def logit_metrics(packed: np.ndarray) -> dict[str, np.ndarray]:
     """Every logit metric from packed steps (``[..., len(LOGIT_FIELDS)]`` as from
     :func:`summarize_logits`), vectorised.
 
-    Returns ``entropy`` (bits, −Σ p log2 p = (log Σ eˣ − Σ p·x) / ln 2, never below 0: float rounding
-    can give −1e-7), ``margin`` (p1 − p2), ``topk_mass`` (sum of the 10 largest probabilities),
+    Returns ``entropy`` (bits, −Σ p log2 p, never below 0: float rounding can give −1e-7),
+    ``margin`` (p1 − p2), ``topk_mass`` (sum of the 10 largest probabilities),
     ``top_probs`` (``[..., 5]``) and ``top_ids`` (``[..., 5]``, int64).
 
-    >>> row = np.array([[np.log(2.0), 0.0, 0.0, 0.0] + [-np.inf] * 8 + [7, 3, -1, -1, -1]])
+    >>> row = np.array([[np.log(0.5), np.log(0.5), np.log(0.5)] + [-np.inf] * 8 + [7, 3, -1, -1, -1]])
     >>> {k: v.round(3).tolist() for k, v in logit_metrics(row).items() if k != "top_probs"}
     {'entropy': [1.0], 'margin': [0.0], 'topk_mass': [1.0], 'top_ids': [[7, 3, -1, -1, -1]]}
     """
     data = np.asarray(packed, dtype=np.float64)
-    log_normalizer = data[..., 0]
     with np.errstate(invalid="ignore", over="ignore"):
-        entropy = np.maximum((log_normalizer - data[..., 1]) / _LN2, 0.0)
-        top = np.exp(data[..., 2 : 2 + TOP_K_MASS] - log_normalizer[..., None])
+        entropy = np.maximum(-data[..., 0] / _LN2, 0.0)
+        top = np.exp(data[..., 1 : 1 + TOP_K_MASS])
     return {
         "entropy": entropy,
         "margin": top[..., 0] - top[..., 1],
         "topk_mass": top.sum(axis=-1),
         "top_probs": top[..., :TOP_N_PROBS],
-        "top_ids": data[..., 2 + TOP_K_MASS :].astype(np.int64),
+        "top_ids": data[..., 1 + TOP_K_MASS :].astype(np.int64),
     }
 
 
