@@ -269,7 +269,7 @@ def test_metrics(instrument, telemetry) -> None:
     assert entropy.count == 12  # one sample per step of each sequence
     overhead = metrics[sc.METRIC_COREVITAL_OVERHEAD_DURATION].data.data_points[0]
     assert metrics[sc.METRIC_COREVITAL_OVERHEAD_DURATION].unit == "s"
-    assert overhead.count == 1 and 0 < overhead.sum < duration.sum
+    assert overhead.count == 1 and overhead.sum > 0  # includes the read-out after the model returned
     assert dict(overhead.attributes)[sc.COREVITAL_CAPTURE_LEVEL] == "hidden"
     for metric in metrics.values():  # low cardinality: no ids, no step indices
         for point in metric.data.data_points:

@@ -58,10 +58,10 @@ class GenerationRequest:
         """The unpadded prompt token ids of input ``row`` (empty when the prompt was embeddings)."""
         if self.input_ids is None or not 0 <= row < self.input_ids.shape[0]:
             return []
-        ids = self.input_ids[row]
+        ids = self.input_ids[row].tolist()
         if self.attention_mask is not None and self.attention_mask.shape == self.input_ids.shape:
-            ids = ids[self.attention_mask[row].bool()]
-        return [int(t) for t in ids.tolist()]
+            return [int(t) for t, keep in zip(ids, self.attention_mask[row].tolist(), strict=True) if keep]
+        return [int(t) for t in ids]
 
 
 @dataclass

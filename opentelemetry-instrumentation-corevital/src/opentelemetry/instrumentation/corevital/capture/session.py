@@ -14,6 +14,7 @@ downstream reads the session itself.
 from __future__ import annotations
 
 import collections
+import functools
 import inspect
 import time
 from collections.abc import Callable, Collection
@@ -69,14 +70,26 @@ class CaptureError(RuntimeError):
 def forward_accepts(model: Any, name: str) -> bool:
     """Whether ``model.forward`` takes the keyword ``name`` (explicitly, or through ``**kwargs``
     of a transformers model, which routes the ``output_*`` flags itself)."""
+    forward = getattr(type(model), "forward", None)
+    if forward is None or "forward" in vars(model):
+        return _accepts(getattr(model, "forward", None), type(model).__module__, name)  # patched per instance
+    return _accepts_cached(forward, type(model).__module__, name)
+
+
+@functools.lru_cache(maxsize=256)
+def _accepts_cached(forward: Any, module: str, name: str) -> bool:
+    return _accepts(forward, module, name)
+
+
+def _accepts(forward: Any, module: str, name: str) -> bool:
     try:
-        parameters = inspect.signature(model.forward).parameters
+        parameters = inspect.signature(forward).parameters
     except (TypeError, ValueError):
         return False
     if name in parameters:
         return True
     has_var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
-    return has_var_kw and type(model).__module__.startswith("transformers.")
+    return has_var_kw and module.startswith("transformers.")
 
 
 class CaptureSession:

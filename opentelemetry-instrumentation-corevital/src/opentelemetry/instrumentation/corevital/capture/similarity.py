@@ -43,6 +43,7 @@ class StateSimilarity:
         self._done = 0  # states whose similarities are computed
         self._previous: list[torch.Tensor] = []  # [k, rows] blocks of results
         self._maximum: list[torch.Tensor] = []
+        self._band: torch.Tensor | None = None
 
     def push(self, state: torch.Tensor) -> None:
         """Store the next state (``[rows, hidden]``); its similarities are computed later."""
@@ -82,6 +83,9 @@ class StateSimilarity:
         if self._states is None or self._done == self._count:
             return
         start, stop, capacity = self._done, self._count, self._capacity
+        if stop <= capacity:
+            self._compute_unwrapped(start, stop)
+            return
         steps = torch.arange(start, stop, device=self._states.device)
         slots = steps % capacity
         pending = torch.nn.functional.normalize(self._states[:, slots].float(), dim=-1)
@@ -101,3 +105,30 @@ class StateSimilarity:
         self._previous.append(previous.transpose(0, 1))
         self._maximum.append(maximum.transpose(0, 1))
         self._done = stop
+
+    def _compute_unwrapped(self, start: int, stop: int) -> None:
+        """The common case (the ring has not wrapped: slot i holds step i), with the step-distance
+        mask cut from one precomputed band matrix instead of rebuilt."""
+        assert self._states is not None
+        pending = torch.nn.functional.normalize(self._states[:, start:stop].float(), dim=-1)
+        self._states[:, start:stop] = pending
+        cosines = torch.bmm(pending, self._states[:, :stop].transpose(1, 2))  # [rows, k, stop]
+        maximum = cosines.masked_fill(self._outside_band()[start:stop, :stop], -2.0).amax(dim=-1)
+        if start < 2:  # steps 0 and 1 have no state two or more steps back
+            maximum[:, : 2 - start] = float("nan")
+        previous = cosines.diagonal(offset=start - 1, dim1=1, dim2=2)  # [rows, k or k - 1]
+        if start == 0:
+            previous = torch.nn.functional.pad(previous, (1, 0), value=float("nan"))
+        self._previous.append(previous.transpose(0, 1))
+        self._maximum.append(maximum.transpose(0, 1))
+        self._done = stop
+
+    def _outside_band(self) -> torch.Tensor:
+        """``[capacity, capacity]``: True where slot j is not 2 to ``window`` steps before step i."""
+        assert self._states is not None
+        band = self._band
+        if band is None or band.device != self._states.device:
+            index = torch.arange(self._capacity, device=self._states.device)
+            back = index[:, None] - index[None, :]
+            band = self._band = (back < 2) | (back > self.window)
+        return band
