@@ -31,12 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from eval import graders  # noqa: E402
+from eval.metrics import brier_score, expected_calibration_error  # noqa: E402
 from opentelemetry.instrumentation.corevital import semconv as sc  # noqa: E402
-from opentelemetry.instrumentation.corevital.signals.calibration import (  # noqa: E402
-    brier_score,
-    expected_calibration_error,
-    fit_platt,
-)
+from opentelemetry.instrumentation.corevital.fitting import fit_platt, fit_risk_model  # noqa: E402
 from opentelemetry.instrumentation.corevital.signals.repetition import (  # noqa: E402
     RepetitionDetector,
     first_repeated_ngram,
@@ -44,7 +41,6 @@ from opentelemetry.instrumentation.corevital.signals.repetition import (  # noqa
 from opentelemetry.instrumentation.corevital.signals.risk import (  # noqa: E402
     RISK_FEATURES,
     RiskModel,
-    fit_risk_model,
     risk_features,
 )
 

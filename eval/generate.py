@@ -86,21 +86,19 @@ def worker(name: str, rows: list[dict[str, Any]], shard: Path, capture: str) -> 
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from opentelemetry.instrumentation.corevital import CoreVitalInstrumentor
+    from opentelemetry.instrumentation.corevital import CoreVitalInstrumentor, health_reports
 
     torch.set_num_threads(1)
     model, tokenizer = load_model()
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    reports: list[Any] = []
     instrumentor = CoreVitalInstrumentor()
-    instrumentor.instrument(tracer_provider=provider, capture=capture, _report_listener=reports.append)
+    instrumentor.instrument(tracer_provider=provider, capture=capture)
     try:
         with shard.open("a", encoding="utf-8") as sink:
             for row in rows:
                 exporter.clear()
-                reports.clear()
                 if row.get("chat", True):
                     messages = [{"role": "user", "content": row["prompt"]}]
                     inputs = tokenizer.apply_chat_template(
@@ -109,15 +107,17 @@ def worker(name: str, rows: list[dict[str, Any]], shard: Path, capture: str) -> 
                 else:
                     inputs = tokenizer(row["prompt"], return_tensors="pt")
                 started = time.perf_counter()
-                out = model.generate(
-                    **inputs,
-                    max_new_tokens=row.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS),
-                    do_sample=False,
-                )
+                with health_reports() as reports:
+                    out = model.generate(
+                        **inputs,
+                        max_new_tokens=row.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS),
+                        do_sample=False,
+                    )
                 seconds = time.perf_counter() - started
                 tokens = out[0, inputs["input_ids"].shape[1] :].tolist()
                 (span,) = exporter.get_finished_spans()
-                sequence = reports[0].sequences[0]
+                assert reports.last is not None
+                sequence = reports.last.capture.sequences[0]
                 record = {
                     "key": item_key(row),
                     "row": row,

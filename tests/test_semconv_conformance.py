@@ -22,7 +22,7 @@ import torch
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 from opentelemetry.sdk.metrics.export import Histogram, Sum
-from transformers import GenerationConfig
+from transformers import GenerationConfig, LlamaForCausalLM
 
 import tiny_models
 from opentelemetry.instrumentation.corevital import semconv as sc
@@ -101,6 +101,17 @@ class Emitted:
             self.where[signal].add(key)
 
 
+class NarrowForward(LlamaForCausalLM):
+    """A user's model class whose forward passes on only what it names (no output_* flags)."""
+
+    def forward(self, input_ids=None, attention_mask=None, past_key_values=None, **kwargs):  # type: ignore[no-untyped-def]
+        return super().forward(
+            input_ids=input_ids, attention_mask=attention_mask, past_key_values=past_key_values,
+            use_cache=kwargs.get("use_cache"), cache_position=kwargs.get("cache_position"),
+            position_ids=kwargs.get("position_ids"),
+        )  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def registry() -> Any:
     return load_registry()
@@ -143,8 +154,8 @@ def emitted(tmp_path_factory: pytest.TempPathFactory) -> Emitted:
         # seq2seq with attention capture
         instrument(capture="attention")
         tiny_models.bart().generate(**tiny_models.prompt(), max_new_tokens=6, do_sample=False)
-        # content capture on, logits level
-        instrument(capture="logits", capture_content=True)
+        # content capture on the span and in an event, logits level
+        instrument(capture="logits", capture_content="SPAN_AND_EVENT")
         tokenizer = tiny_tokenizer()
         inputs = tokenizer("w10 w11 w12", return_tensors="pt", return_token_type_ids=False)
         tiny_models.llama().generate(**inputs, max_new_tokens=5, do_sample=False, tokenizer=tokenizer)
@@ -174,6 +185,14 @@ def emitted(tmp_path_factory: pytest.TempPathFactory) -> Emitted:
             layer_output_hook(lambda h: torch.full_like(h, float("nan")) if counter.step == 2 else h)
         )
         model.generate(**tiny_models.prompt(), max_new_tokens=8, do_sample=False)
+        # a batch whose sequence events do not all fit the span's event budget
+        instrument(capture="logits")
+        tiny_models.llama().generate(**tiny_models.prompt(batch=100), max_new_tokens=2, do_sample=False)
+        # attention asked for, but the model's own forward takes no output_* flags
+        instrument(capture="attention")
+        NarrowForward(tiny_models.llama().config).eval().generate(
+            **tiny_models.prompt(), max_new_tokens=3, do_sample=False
+        )
         # the model raises
         instrument()
         failing = tiny_models.llama()

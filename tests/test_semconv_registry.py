@@ -463,7 +463,31 @@ def test_constant_names_follow_the_rules(generator: ModuleType) -> None:
     names = dict(generator.constants(registry))
     assert names["METRIC_COREVITAL_STEP_ENTROPY"] == "corevital.step.entropy"
     assert names["EVENT_COREVITAL_SEQUENCE"] == "corevital.sequence"
-    assert {name for name in vars(sc) if name.isupper()} == set(names)
+    assert {name for name in vars(sc) if name.isupper()} - {"SCHEMA_URL"} == set(names)
+
+
+def test_schema_url_is_the_registry_dependency_and_what_the_tracer_announces(generator: ModuleType) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    import tiny_models
+    from opentelemetry.instrumentation.corevital import CoreVitalInstrumentor
+
+    registry = generator.load()
+    assert registry.dependency["schema_url"] == sc.SCHEMA_URL
+    assert sc.SCHEMA_URL.endswith("/" + registry.dependency["registry_path"].split("/v")[-1].split(".zip")[0])
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    instrumentor = CoreVitalInstrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+    try:
+        tiny_models.llama().generate(**tiny_models.prompt(), max_new_tokens=2, do_sample=False)
+    finally:
+        instrumentor.uninstrument()
+    (span,) = exporter.get_finished_spans()
+    assert span.instrumentation_scope.schema_url == sc.SCHEMA_URL
 
 
 def _members(generator: ModuleType, attribute: str) -> list[Any]:

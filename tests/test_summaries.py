@@ -8,16 +8,18 @@ import numpy as np
 import pytest
 import torch
 
+from opentelemetry.instrumentation.corevital.capture.similarity import StateSimilarity
 from opentelemetry.instrumentation.corevital.summaries import (
     ATTENTION_LAYER_FIELDS,
     HIDDEN_LAYER_FIELDS,
     LOGIT_FIELDS,
-    chosen_token_surprisal,
-    cosine_to_previous,
+    chosen_probability,
     last_position_layers,
+    logit_metrics,
     summarize_attention,
     summarize_hidden,
     summarize_logits,
+    surprisal_bits,
 )
 
 
@@ -25,60 +27,63 @@ def column(name: str, fields: tuple[str, ...]) -> int:
     return fields.index(name)
 
 
+def metrics_of(logits: torch.Tensor) -> dict[str, np.ndarray]:
+    packed, _ = summarize_logits(logits)
+    assert packed.shape == (logits.shape[0], len(LOGIT_FIELDS)) and packed.dtype == torch.float32
+    return logit_metrics(packed.numpy())
+
+
 def test_logits_reference_values() -> None:
     torch.manual_seed(0)
     logits = torch.randn(3, 50) * 3
-    packed, log_probs = summarize_logits(logits)
+    m = metrics_of(logits)
+    _, probs = summarize_logits(logits)
     p = torch.softmax(logits.double(), -1).numpy()
     entropy = -(p * np.log2(p)).sum(-1)
     top = np.sort(p, -1)[:, ::-1]
-    assert packed.shape == (3, len(LOGIT_FIELDS)) and packed.dtype == torch.float32
-    np.testing.assert_allclose(packed[:, column("entropy", LOGIT_FIELDS)], entropy, atol=1e-4)
-    np.testing.assert_allclose(packed[:, column("margin", LOGIT_FIELDS)], top[:, 0] - top[:, 1], atol=1e-6)
-    np.testing.assert_allclose(packed[:, column("topk_mass", LOGIT_FIELDS)], top[:, :10].sum(-1), atol=1e-6)
-    np.testing.assert_allclose(packed[:, column("top1_prob", LOGIT_FIELDS)], top[:, 0], atol=1e-6)
-    assert packed[:, column("top1_id", LOGIT_FIELDS)].tolist() == logits.argmax(-1).float().tolist()
+    np.testing.assert_allclose(m["entropy"], entropy, atol=1e-4)
+    np.testing.assert_allclose(m["margin"], top[:, 0] - top[:, 1], atol=1e-6)
+    np.testing.assert_allclose(m["topk_mass"], top[:, :10].sum(-1), atol=1e-6)
+    np.testing.assert_allclose(m["top_probs"], top[:, :5], atol=1e-6)
+    assert m["top_ids"][:, 0].tolist() == logits.argmax(-1).tolist()
     chosen = torch.tensor([0, 5, 49])
     expected = -np.log2(p[np.arange(3), chosen.numpy()])
-    np.testing.assert_allclose(chosen_token_surprisal(log_probs, chosen), expected, rtol=1e-5)
+    np.testing.assert_allclose(surprisal_bits(chosen_probability(probs, chosen).numpy()), expected, rtol=1e-5)
 
 
 def test_logits_extremes() -> None:
     one_hot = torch.full((1, 20), -1e4)
     one_hot[0, 3] = 1e4
     uniform = torch.zeros(1, 20)
-    packed, _ = summarize_logits(torch.cat([one_hot, uniform]))
-    entropy = packed[:, column("entropy", LOGIT_FIELDS)]
-    assert entropy[0] == pytest.approx(0.0, abs=1e-6)
-    assert entropy[1] == pytest.approx(math.log2(20), rel=1e-6)
-    assert packed[0, column("margin", LOGIT_FIELDS)] == pytest.approx(1.0)
-    assert packed[1, column("margin", LOGIT_FIELDS)] == pytest.approx(0.0, abs=1e-7)
+    m = metrics_of(torch.cat([one_hot, uniform]))
+    assert m["entropy"][0] == pytest.approx(0.0, abs=1e-6)
+    assert m["entropy"][1] == pytest.approx(math.log2(20), rel=1e-6)
+    assert m["margin"][0] == pytest.approx(1.0)
+    assert m["margin"][1] == pytest.approx(0.0, abs=1e-7)
 
 
 def test_nan_logits_give_nan_metrics() -> None:
     logits = torch.zeros(2, 10)
     logits[1, 4] = float("nan")
-    packed, _ = summarize_logits(logits)
-    assert not torch.isnan(packed[0]).any()
-    assert torch.isnan(packed[1, column("entropy", LOGIT_FIELDS)])
+    m = metrics_of(logits)
+    assert not np.isnan(m["entropy"][0]) and np.isnan(m["entropy"][1])
 
 
 def test_entropy_is_never_negative() -> None:
-    # Large logits with one clear winner: H = logsumexp − Σ p·x cancels to about −0.0003 in float32
-    # before the clamp, and the SDK's histogram rejects a negative sample.
+    # Large logits with one clear winner: log-normaliser − Σ p·x cancels to about −0.0003 in float32,
+    # and the SDK's histogram rejects a negative sample.
     logits = torch.full((3, 50), 100.0)
     logits[:, 0] = torch.tensor([117.0, 118.0, 116.0])
     logits[2, 7] = float("nan")
-    packed, _ = summarize_logits(logits)
-    entropy = packed[:, column("entropy", LOGIT_FIELDS)]
+    entropy = metrics_of(logits)["entropy"]
     assert (entropy[:2] >= 0).all() and entropy[:2] == pytest.approx([0.0, 0.0], abs=1e-3)
-    assert torch.isnan(entropy[2])
+    assert np.isnan(entropy[2])
 
 
 def test_small_vocabulary_pads_top_k() -> None:
-    packed, _ = summarize_logits(torch.zeros(1, 4))
-    assert packed[0, column("topk_mass", LOGIT_FIELDS)] == pytest.approx(1.0)
-    assert packed[0, column("top5_id", LOGIT_FIELDS)] == -1
+    m = metrics_of(torch.zeros(1, 4))
+    assert m["topk_mass"][0] == pytest.approx(1.0)
+    assert m["top_ids"][0, 4] == -1
 
 
 def test_hidden_reference_values() -> None:
@@ -114,11 +119,20 @@ def test_hidden_nan_inf_and_clamping() -> None:
     assert torch.isfinite(stats).all()
 
 
-def test_cosine_to_previous() -> None:
+def test_state_similarity_previous_and_max() -> None:
+    ring = StateSimilarity(window=3)
     a = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
     b = torch.tensor([[0.0, 1.0], [2.0, 2.0]])
-    assert torch.isnan(cosine_to_previous(a, None)).all()
-    assert cosine_to_previous(b, a).tolist() == pytest.approx([0.0, 1.0])
+    previous, similarity = ring.update(a)
+    assert torch.isnan(previous).all() and torch.isnan(similarity).all()
+    previous, similarity = ring.update(b)
+    assert previous.tolist() == pytest.approx([0.0, 1.0])
+    assert torch.isnan(similarity).all()  # the previous step does not count
+    previous, similarity = ring.update(a)
+    assert similarity.tolist() == pytest.approx([1.0, 1.0])  # back where it was two steps ago
+    for _ in range(3):  # the ring forgets beyond its window
+        ring.update(b)
+    assert ring.update(b)[1].tolist() == pytest.approx([1.0, 1.0])
 
 
 def test_attention_reference_values() -> None:

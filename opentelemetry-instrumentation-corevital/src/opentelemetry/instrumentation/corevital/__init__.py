@@ -6,38 +6,36 @@ OpenTelemetry GenAI attributes (operation, provider ``huggingface``, model, requ
 exact token usage, finish reasons) and CoreVital's health read-out of the model's internals,
 computed at every decoding step while the model runs: entropy, top-1/top-2 margin, top-10 mass and
 surprisal of the raw logits; per-layer hidden-state statistics; optionally per-layer attention
-statistics. The GenAI metrics (operation duration, token usage, time to first token, time per
-output token) and a per-step entropy histogram are recorded alongside.
+statistics; and from them health flags, a risk score, blamed layers and a narrative. The GenAI
+metrics, CoreVital's risk, flag and overhead metrics and the ``gen_ai.evaluation.result`` event are
+recorded alongside.
 
 Usage
 -----
 Zero code change::
 
-    pip install opentelemetry-instrumentation-corevital opentelemetry-distro
-    opentelemetry-instrument --traces_exporter console python app.py
+    pip install opentelemetry-distro opentelemetry-instrumentation-corevital
+    opentelemetry-instrument --traces_exporter corevital_console --metrics_exporter none \
+        --logs_exporter none python app.py
 
-Or in code::
+In code, like every OpenTelemetry instrumentor, with the health report of each call at hand::
 
-    from opentelemetry.instrumentation.corevital import CoreVitalInstrumentor
+    from opentelemetry.instrumentation.corevital import CoreVitalInstrumentor, health_reports
 
     CoreVitalInstrumentor().instrument(capture="hidden")
-    ...
+    with health_reports() as reports:
+        model.generate(...)
+    print(reports.last.risk_score, reports.last.flags)
     CoreVitalInstrumentor().uninstrument()
 
-Configuration (an ``instrument()`` keyword wins over the environment variable)
---------------------------------------------------------------------------------
-``OTEL_INSTRUMENTATION_COREVITAL_CAPTURE`` / ``capture=``
-    ``logits``, ``hidden`` (default) or ``attention``. ``attention`` runs the model with eager
-    attention for the duration of each call and restores its attention implementation after.
-``OTEL_INSTRUMENTATION_COREVITAL_SERIES_MAX_POINTS`` / ``series_max_points=``
-    Longest per-step series put on a span (default 256); longer series are bucket-averaged.
-``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` / ``capture_content=``
-    ``true`` to record prompt and completion text (needs ``generate(tokenizer=...)``). Default
-    ``false``: no content leaves the process.
+Configuration (an ``instrument()`` keyword wins over the environment variable): see README.md and
+docs/configuration.md — ``capture``, ``series_max_points``, ``capture_content``, ``stop_on``,
+``profiles_dir``, ``calibration_profile``, ``prompt_hash_key``, and ``on_report`` (a callback given
+each call's :class:`HealthReport`).
 
 Guarantees: the instrumented ``generate`` returns exactly what the plain one returns; CoreVital's
 own failures are logged once and recorded as ``corevital.error.type``, never raised; unsampled
-spans pay for no capture.
+spans pay for no capture (unless a report is collected in code); see docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -53,29 +51,43 @@ from opentelemetry.metrics import get_meter
 from opentelemetry.trace import get_tracer
 from wrapt import wrap_function_wrapper
 
-from .config import CaptureLevel, Settings
+from . import semconv as sc
+from .config import CaptureLevel, Settings, unknown_keywords
 from .package import _instruments
+from .reports import HealthReport, HealthReports, SequenceHealth, health_reports
 from .version import __version__
 
-__all__ = ["CaptureLevel", "CoreVitalInstrumentor", "Settings", "__version__"]
+__all__ = [
+    "CaptureLevel",
+    "CoreVitalInstrumentor",
+    "HealthReport",
+    "HealthReports",
+    "SequenceHealth",
+    "Settings",
+    "__version__",
+    "health_reports",
+]
 
 logger = logging.getLogger(__name__)
 
 _GENERATE_MODULE = "transformers.generation.utils"
 _GENERATE_NAME = "GenerationMixin.generate"
-_SCHEMA_URL = "https://opentelemetry.io/schemas/1.37.0"
+_PIPELINE_MODULE = "transformers.pipelines.base"
+_PIPELINE_NAME = "Pipeline.forward"
 
 
 class CoreVitalInstrumentor(BaseInstrumentor):
     """Instruments ``transformers`` ``GenerationMixin.generate`` with CoreVital telemetry.
 
-    ``instrument(tracer_provider=..., meter_provider=..., logger_provider=..., capture=...,
-    series_max_points=..., capture_content=...)``; every keyword is optional.
+    ``instrument(tracer_provider=..., meter_provider=..., logger_provider=..., on_report=...,
+    capture=..., series_max_points=..., capture_content=..., stop_on=..., profiles_dir=...,
+    calibration_profile=..., prompt_hash_key=...)``; every keyword is optional.
     """
 
     # BaseInstrumentor is a singleton whose __init__ runs on every CoreVitalInstrumentor() call, so
     # state lives in attributes set by _instrument, never in __init__.
     _hooks: Any = None  # capture.HookRegistry: every hook added, for uninstrument()
+    _pipeline_wrapped = False  # Pipeline.forward is wrapped (content capture only)
     settings: Settings | None = None  # the resolved settings of the current instrument() call
 
     def instrumentation_dependencies(self) -> Collection[str]:
@@ -87,44 +99,64 @@ class CoreVitalInstrumentor(BaseInstrumentor):
         # torch and transformers are imported only here, so that loading the entry point of an
         # environment without them (``opentelemetry-instrument`` checks dependencies after) is safe.
         from ._wrap import GenerateWrapper
-        from .capture import HookRegistry
-        from .telemetry import Instruments
+        from .capture import HookRegistry, KernelGates
+        from .profiles import load_calibration
+        from .reports import ReportDelivery
+        from .telemetry import Instruments, Writer
 
+        unknown = unknown_keywords(kwargs)
+        if unknown:
+            logger.warning("CoreVital: ignoring unknown instrument() keywords %s.", ", ".join(unknown))
         if self._hooks is None:
             self._hooks = HookRegistry()
-        self.settings = Settings.resolve(kwargs)
-        tracer = get_tracer(__name__, __version__, kwargs.get("tracer_provider"), schema_url=_SCHEMA_URL)
-        meter = get_meter(__name__, __version__, kwargs.get("meter_provider"), schema_url=_SCHEMA_URL)
+        self.settings = settings = Settings.resolve(kwargs)
+        tracer = get_tracer(__name__, __version__, kwargs.get("tracer_provider"), schema_url=sc.SCHEMA_URL)
+        meter = get_meter(__name__, __version__, kwargs.get("meter_provider"), schema_url=sc.SCHEMA_URL)
         event_logger = get_logger(
-            __name__, __version__, kwargs.get("logger_provider"), schema_url=_SCHEMA_URL
+            __name__, __version__, kwargs.get("logger_provider"), schema_url=sc.SCHEMA_URL
         )
-        wrapper = GenerateWrapper(
+        writer = Writer(
             tracer,
             Instruments(meter),
-            self.settings,
+            event_logger,
+            max_points=settings.series_max_points,
+            content_on_span=settings.capture_content.on_span,
+            content_in_event=settings.capture_content.in_event,
+        )
+        calibration = load_calibration(settings.calibration_profile) if settings.calibration_profile else None
+        wrapper = GenerateWrapper(
+            writer,
+            settings,
             self._hooks,
-            logger=event_logger,
-            calibration=_load_calibration(self.settings.calibration_profile),
-            report_listener=kwargs.get("_report_listener"),
+            KernelGates(),
+            ReportDelivery(kwargs.get("on_report")),
+            calibration=calibration,
         )
         wrap_function_wrapper(_GENERATE_MODULE, _GENERATE_NAME, wrapper)
+        if settings.capture_content.enabled:
+            wrap_function_wrapper(_PIPELINE_MODULE, _PIPELINE_NAME, _pipeline_forward)
+            self._pipeline_wrapped = True
 
     def _uninstrument(self, **kwargs: Any) -> None:
         from transformers.generation.utils import GenerationMixin
+        from transformers.pipelines.base import Pipeline
 
         unwrap(GenerationMixin, "generate")
+        if self._pipeline_wrapped:
+            unwrap(Pipeline, "forward")
+            self._pipeline_wrapped = False
         if self._hooks is not None:
             self._hooks.remove_all()
 
 
-def _load_calibration(path: str | None) -> Any:
-    """The calibration profile at ``path``; a bad one is reported once and ignored, never fatal."""
-    if path is None:
-        return None
-    from .signals.calibration import CalibrationProfile, ProfileError
+def _pipeline_forward(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Make a pipeline's tokenizer and prompts known to the ``generate`` it runs (content capture)."""
+    from .messages import PipelineCall, pipeline_call, pipeline_prompts
 
     try:
-        return CalibrationProfile.load(path)
-    except ProfileError as exc:
-        logger.warning("CoreVital: ignoring the calibration profile: %s", exc)
-        return None
+        model_inputs = args[0] if args else kwargs.get("model_inputs")
+        call = PipelineCall(getattr(instance, "tokenizer", None), pipeline_prompts(model_inputs))
+    except Exception:  # never let CoreVital break the pipeline
+        return wrapped(*args, **kwargs)
+    with pipeline_call(call):
+        return wrapped(*args, **kwargs)

@@ -29,8 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .report import CaptureReport
-from .signals.risk import fit_risk_model, risk_features
+from .signals.risk import risk_features
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +99,7 @@ def calibrate(args: argparse.Namespace) -> int:
     """Generate every prompt, keep the per-step series, and write the profile."""
     from opentelemetry.sdk.trace import TracerProvider
 
-    from . import CoreVitalInstrumentor
+    from . import CoreVitalInstrumentor, health_reports
     from .signals.calibration import ProfileBuilder
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -113,16 +112,12 @@ def calibrate(args: argparse.Namespace) -> int:
     if not args.resume and partial.exists():
         partial.unlink()
     model, tokenizer = load_model(args.model, args.gguf_file)
-    reports: list[CaptureReport] = []
     instrumentor = CoreVitalInstrumentor()
-    instrumentor.instrument(
-        tracer_provider=TracerProvider(), capture="hidden", _report_listener=reports.append
-    )
+    instrumentor.instrument(tracer_provider=TracerProvider(), capture="hidden")
     try:
         todo = [i for i in range(len(prompts)) if i not in done]
         with partial.open("a", encoding="utf-8") as sink:
             for index in _progress(todo, len(prompts), len(done)):
-                reports.clear()
                 row = prompts[index]
                 if row["chat"] and getattr(tokenizer, "chat_template", None):
                     messages = [{"role": "user", "content": row["prompt"]}]
@@ -133,11 +128,12 @@ def calibrate(args: argparse.Namespace) -> int:
                     inputs = tokenizer(row["prompt"], return_tensors="pt")
                 if "token_type_ids" not in inspect.signature(model.forward).parameters:
                     inputs.pop("token_type_ids", None)  # some tokenizers add them; most LMs refuse them
-                result = model.generate(**inputs, max_new_tokens=args.max_new_tokens, do_sample=False)
-                if not reports or not reports[0].sequences:
+                with health_reports() as reports:
+                    result = model.generate(**inputs, max_new_tokens=args.max_new_tokens, do_sample=False)
+                if reports.last is None:
                     continue
                 generated = result[0, inputs["input_ids"].shape[1] :].tolist()
-                sequence = reports[0].sequences[0]
+                sequence = reports.last.capture.sequences[0]
                 record = {
                     "index": index,
                     "features": risk_features(
@@ -175,6 +171,8 @@ def _write_risk_profile(
 ) -> int:
     """Fit the risk model on the labelled runs and write it as a model profile (YAML)."""
     import yaml
+
+    from .fitting import fit_risk_model
 
     indices = sorted(done)
     features = np.array([done[i]["features"] for i in indices], dtype=float)

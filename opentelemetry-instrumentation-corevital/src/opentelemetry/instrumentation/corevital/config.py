@@ -1,8 +1,8 @@
-"""One frozen settings object, resolved once per ``instrument()`` call.
+"""One frozen settings object, resolved once per ``instrument()`` call and validated with pydantic.
 
 Precedence: an ``instrument()`` keyword wins over the environment variable, which wins over the
-default. An invalid value is never fatal: one warning names the setting and the allowed values, and
-the next source (environment, then default) is used.
+default. An invalid value is never fatal: one warning names the setting, the bad value, what is
+allowed and the fallback used, and the next source (environment, then default) is used.
 """
 
 from __future__ import annotations
@@ -10,9 +10,12 @@ from __future__ import annotations
 import enum
 import logging
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretBytes, ValidationError, field_validator
+
+from . import semconv as sc
 
 logger = logging.getLogger(__name__)
 
@@ -22,22 +25,24 @@ ENV_CAPTURE_MESSAGE_CONTENT = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTEN
 ENV_STOP_ON = "OTEL_INSTRUMENTATION_COREVITAL_STOP_ON"
 ENV_PROFILES_DIR = "OTEL_INSTRUMENTATION_COREVITAL_PROFILES_DIR"
 ENV_CALIBRATION_PROFILE = "OTEL_INSTRUMENTATION_COREVITAL_CALIBRATION_PROFILE"
+ENV_PROMPT_HASH_KEY = "OTEL_INSTRUMENTATION_COREVITAL_PROMPT_HASH_KEY"
 
 #: Signals that can stop a sequence (they are detected while it is generated), with short aliases.
 STOPPABLE_SIGNALS: tuple[str, ...] = (
-    "repetition_loop",
-    "nan_detected",
-    "inf_detected",
-    "entropy_accelerating",
-    "margin_collapsed",
-    "margin_declining",
-    "surprisal_volatile",
-    "entropy_margin_divergence",
+    sc.FLAG_REPETITION_LOOP,
+    sc.FLAG_NAN_DETECTED,
+    sc.FLAG_INF_DETECTED,
+    sc.EARLY_WARNING_ENTROPY_ACCELERATING,
+    sc.EARLY_WARNING_MARGIN_COLLAPSED,
+    sc.EARLY_WARNING_MARGIN_DECLINING,
+    sc.EARLY_WARNING_SURPRISAL_VOLATILE,
+    sc.EARLY_WARNING_ENTROPY_MARGIN_DIVERGENCE,
 )
-_SIGNAL_ALIASES = {"nan": "nan_detected", "inf": "inf_detected", "repetition": "repetition_loop"}
-
-_TRUE = frozenset({"true", "1", "yes", "on", "span_only", "span_and_event"})
-_FALSE = frozenset({"false", "0", "no", "off", "no_content", "event_only", ""})
+_SIGNAL_ALIASES = {
+    "nan": sc.FLAG_NAN_DETECTED,
+    "inf": sc.FLAG_INF_DETECTED,
+    "repetition": sc.FLAG_REPETITION_LOOP,
+}
 
 
 class CaptureLevel(str, enum.Enum):
@@ -61,124 +66,165 @@ class CaptureLevel(str, enum.Enum):
         return self is CaptureLevel.ATTENTION
 
 
-@dataclass(frozen=True)
-class Settings:
+class ContentCapture(str, enum.Enum):
+    """Where prompt and completion text may go (``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``).
+
+    The values of the upstream GenAI instrumentations, with the same meaning: ``true`` / ``false``
+    (the classic switch; ``true`` = on the span), and ``NO_CONTENT``, ``SPAN_ONLY``, ``EVENT_ONLY``,
+    ``SPAN_AND_EVENT`` (``opentelemetry-util-genai``), case-insensitive.
+    """
+
+    NO_CONTENT = "no_content"
+    SPAN_ONLY = "span_only"
+    EVENT_ONLY = "event_only"
+    SPAN_AND_EVENT = "span_and_event"
+
+    @property
+    def on_span(self) -> bool:
+        return self in (ContentCapture.SPAN_ONLY, ContentCapture.SPAN_AND_EVENT)
+
+    @property
+    def in_event(self) -> bool:
+        return self in (ContentCapture.EVENT_ONLY, ContentCapture.SPAN_AND_EVENT)
+
+    @property
+    def enabled(self) -> bool:
+        return self is not ContentCapture.NO_CONTENT
+
+
+_CONTENT_WORDS = {
+    "true": ContentCapture.SPAN_ONLY, "1": ContentCapture.SPAN_ONLY, "yes": ContentCapture.SPAN_ONLY,
+    "on": ContentCapture.SPAN_ONLY, "false": ContentCapture.NO_CONTENT, "0": ContentCapture.NO_CONTENT,
+    "no": ContentCapture.NO_CONTENT, "off": ContentCapture.NO_CONTENT, "": ContentCapture.NO_CONTENT,
+}  # fmt: skip
+
+
+class Settings(BaseModel):
     """Everything the instrumentation can be told, after validation."""
 
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
     capture: CaptureLevel = CaptureLevel.HIDDEN
-    series_max_points: int = 256
-    capture_content: bool = False
+    series_max_points: Annotated[int, Field(ge=2, le=100_000, strict=False)] = 256
+    capture_content: ContentCapture = ContentCapture.NO_CONTENT
     stop_on: frozenset[str] = frozenset()
     profiles_dir: str | None = None
     calibration_profile: str | None = None
+    prompt_hash_key: SecretBytes | None = None
+
+    @field_validator("capture", mode="before")
+    @classmethod
+    def _capture(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("series_max_points", mode="before")
+    @classmethod
+    def _max_points(cls, value: Any) -> Any:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError("an integer")
+        return value.strip() if isinstance(value, str) else value
+
+    @field_validator("capture_content", mode="before")
+    @classmethod
+    def _content(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            return ContentCapture.SPAN_ONLY if value else ContentCapture.NO_CONTENT
+        if isinstance(value, str):
+            text = value.strip().lower()
+            return _CONTENT_WORDS.get(text, text)
+        return value
+
+    @field_validator("stop_on", mode="before")
+    @classmethod
+    def _stop_on(cls, value: Any) -> Any:
+        items = value.split(",") if isinstance(value, str) else list(value)
+        names = {_SIGNAL_ALIASES.get(str(i).strip().lower(), str(i).strip().lower()) for i in items}
+        names.discard("")
+        unknown = names - set(STOPPABLE_SIGNALS)
+        if unknown:
+            raise ValueError(f"unknown signals {sorted(unknown)}")
+        return frozenset(names)
+
+    @field_validator("profiles_dir", mode="before")
+    @classmethod
+    def _directory(cls, value: Any) -> Any:
+        path = os.path.expanduser(str(value))
+        if not os.path.isdir(path):
+            raise ValueError("not an existing directory")
+        return path
+
+    @field_validator("calibration_profile", mode="before")
+    @classmethod
+    def _file(cls, value: Any) -> Any:
+        path = os.path.expanduser(str(value))
+        if not os.path.isfile(path):
+            raise ValueError("not an existing file")
+        return path
+
+    @field_validator("prompt_hash_key", mode="before")
+    @classmethod
+    def _key(cls, value: Any) -> Any:
+        key = value.encode() if isinstance(value, str) else value
+        if not isinstance(key, bytes) or len(key) < 16:
+            raise ValueError("at least 16 bytes")
+        return key
 
     @classmethod
     def resolve(cls, options: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Settings:
         """Build the settings from ``instrument()`` keywords and environment variables."""
         env = os.environ if environ is None else environ
-        default = cls()
-        return cls(
-            capture=_pick(
-                options.get("capture"), env.get(ENV_CAPTURE), "capture", ENV_CAPTURE,
-                _parse_capture, default.capture, ", ".join(level.value for level in CaptureLevel),
-            ),
-            series_max_points=_pick(
-                options.get("series_max_points"), env.get(ENV_SERIES_MAX_POINTS), "series_max_points",
-                ENV_SERIES_MAX_POINTS, _parse_max_points, default.series_max_points,
-                "an integer from 2 to 100000",
-            ),
-            capture_content=_pick(
-                options.get("capture_content"), env.get(ENV_CAPTURE_MESSAGE_CONTENT), "capture_content",
-                ENV_CAPTURE_MESSAGE_CONTENT, _parse_bool, default.capture_content, "true or false",
-            ),
-            stop_on=_pick(
-                options.get("stop_on"), env.get(ENV_STOP_ON), "stop_on", ENV_STOP_ON, _parse_signals,
-                default.stop_on, "a comma-separated list of " + ", ".join(STOPPABLE_SIGNALS),
-            ),
-            profiles_dir=_pick(
-                options.get("profiles_dir"), env.get(ENV_PROFILES_DIR), "profiles_dir", ENV_PROFILES_DIR,
-                _parse_directory, default.profiles_dir, "an existing directory of *.yaml model profiles",
-            ),
-            calibration_profile=_pick(
-                options.get("calibration_profile"), env.get(ENV_CALIBRATION_PROFILE), "calibration_profile",
-                ENV_CALIBRATION_PROFILE, _parse_file, default.calibration_profile,
-                "the path of a calibration profile JSON file (corevital calibrate --out)",
-            ),
-        )  # fmt: skip
+        values: dict[str, Any] = {}
+        for name, (variable, allowed) in _SOURCES.items():
+            for source, value in (
+                (f"instrument({name}=...)", options.get(name)),
+                (variable, env.get(variable)),
+            ):
+                if value is None:
+                    continue
+                try:
+                    cls.model_validate({name: value})
+                except ValidationError:
+                    fallback = "the environment or default" if source != variable else "the default"
+                    shown = "<hidden>" if name == "prompt_hash_key" else repr(value)
+                    logger.warning(
+                        "CoreVital: invalid value %s for %s; allowed: %s. Using %s.",
+                        shown, source, allowed, fallback,
+                    )  # fmt: skip
+                    continue
+                values[name] = value
+                break
+        return cls.model_validate(values)
 
 
-T = TypeVar("T")
+_SOURCES: dict[str, tuple[str, str]] = {
+    "capture": (ENV_CAPTURE, ", ".join(level.value for level in CaptureLevel)),
+    "series_max_points": (ENV_SERIES_MAX_POINTS, "an integer from 2 to 100000"),
+    "capture_content": (
+        ENV_CAPTURE_MESSAGE_CONTENT,
+        "true, false, NO_CONTENT, SPAN_ONLY, EVENT_ONLY or SPAN_AND_EVENT",
+    ),
+    "stop_on": (ENV_STOP_ON, "a comma-separated list of " + ", ".join(STOPPABLE_SIGNALS)),
+    "profiles_dir": (ENV_PROFILES_DIR, "an existing directory of *.yaml model profiles"),
+    "calibration_profile": (
+        ENV_CALIBRATION_PROFILE,
+        "the path of a calibration profile JSON file (corevital calibrate --out)",
+    ),
+    "prompt_hash_key": (ENV_PROMPT_HASH_KEY, "a secret of at least 16 characters"),
+}
+
+#: ``instrument()`` keywords that are not settings.
+PROVIDER_KEYWORDS = frozenset(
+    {
+        "tracer_provider",
+        "meter_provider",
+        "logger_provider",
+        "on_report",
+        "skip_dep_check",
+        "raise_exception_on_conflict",
+    }
+)
 
 
-def _pick(
-    option: Any,
-    env_value: str | None,
-    option_name: str,
-    env_name: str,
-    parse: Callable[[Any], T],
-    default: T,
-    allowed: str,
-) -> T:
-    for source, value in ((f"instrument({option_name}=...)", option), (env_name, env_value)):
-        if value is None:
-            continue
-        try:
-            return parse(value)
-        except (TypeError, ValueError):
-            logger.warning(
-                "CoreVital: invalid value %r for %s; allowed: %s. Using the %s.",
-                value, source, allowed, "environment or default" if source != env_name else "default",
-            )  # fmt: skip
-    return default
-
-
-def _parse_capture(value: Any) -> CaptureLevel:
-    if isinstance(value, CaptureLevel):
-        return value
-    return CaptureLevel(str(value).strip().lower())
-
-
-def _parse_max_points(value: Any) -> int:
-    if isinstance(value, bool):
-        raise TypeError(value)
-    number = int(str(value).strip()) if isinstance(value, str) else int(value)
-    if number != value and not isinstance(value, str):
-        raise ValueError(value)
-    if not 2 <= number <= 100_000:
-        raise ValueError(value)
-    return number
-
-
-def _parse_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ValueError(value)
-
-
-def _parse_signals(value: Any) -> frozenset[str]:
-    items = value.split(",") if isinstance(value, str) else list(value)
-    names = {_SIGNAL_ALIASES.get(str(item).strip().lower(), str(item).strip().lower()) for item in items}
-    names.discard("")
-    unknown = names - set(STOPPABLE_SIGNALS)
-    if unknown:
-        raise ValueError(value)
-    return frozenset(names)
-
-
-def _parse_directory(value: Any) -> str:
-    path = os.path.expanduser(str(value))
-    if not os.path.isdir(path):
-        raise ValueError(value)
-    return path
-
-
-def _parse_file(value: Any) -> str:
-    path = os.path.expanduser(str(value))
-    if not os.path.isfile(path):
-        raise ValueError(value)
-    return path
+def unknown_keywords(options: Mapping[str, Any]) -> list[str]:
+    """``instrument()`` keywords CoreVital does not know (reported once, then ignored)."""
+    return sorted(set(options) - set(_SOURCES) - PROVIDER_KEYWORDS)

@@ -1,14 +1,21 @@
 """Reading a ``generate()`` call: its effective request, and what it returned.
 
-Values are resolved the way ``generate`` resolves them: keyword arguments over the
-``generation_config`` argument over the model's own ``generation_config``. Token counts are taken
-from the tensors, never estimated.
+The arguments are bound to ``generate``'s own signature (a ``GenerationConfig`` or stopping
+criteria may be passed positionally), and the effective generation config is resolved the way
+``generate`` resolves it — through the model's own ``_prepare_generation_config`` where it has one:
+keyword arguments over the ``generation_config`` argument over the model's ``generation_config``
+over the library defaults. Token counts are taken from the tensors, never estimated.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+import json
 import math
 import os
+import threading
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,15 +52,16 @@ class GenerationRequest:
     input_ids: torch.Tensor | None = None
     attention_mask: torch.Tensor | None = None
     tokenizer: Any = None
+    pipeline_prompts: list[Any] = field(default_factory=list)
 
     def prompt_tokens(self, row: int) -> list[int]:
         """The unpadded prompt token ids of input ``row`` (empty when the prompt was embeddings)."""
         if self.input_ids is None or not 0 <= row < self.input_ids.shape[0]:
             return []
-        ids = self.input_ids[row]
+        ids = self.input_ids[row].tolist()
         if self.attention_mask is not None and self.attention_mask.shape == self.input_ids.shape:
-            ids = ids[self.attention_mask[row].bool()]
-        return [int(t) for t in ids.tolist()]
+            return [int(t) for t, keep in zip(ids, self.attention_mask[row].tolist(), strict=True) if keep]
+        return [int(t) for t in ids]
 
 
 @dataclass
@@ -73,41 +81,156 @@ class GenerationOutcome:
         return max(self.output_lengths, default=0)
 
 
+_NAMES: weakref.WeakKeyDictionary[Any, tuple[str, str]] = weakref.WeakKeyDictionary()
+_NAMES_LOCK = threading.Lock()
+
+
 def model_name(model: Any) -> str:
-    """The model's ``name_or_path`` (what ``from_pretrained`` was given), else its class name.
+    """The model's own name, for ``gen_ai.request.model``; the rule (docs/semconv.md):
 
-    A hub id (``HuggingFaceTB/SmolLM2-135M-Instruct``) is kept as it is; a local directory is
-    reduced to its last component, so that metric attributes do not carry install paths (which
-    differ between machines and would split one model into many time series).
+    1. a hub id given to ``from_pretrained`` (``HuggingFaceTB/SmolLM2-135M-Instruct``) is kept;
+    2. for a local directory, the name it was saved under when it has one: the ``_name_or_path`` in
+       its ``config.json`` when that is a hub id, else the GGUF metadata's ``general.name``;
+    3. otherwise the directory's last component (never the install path, which differs between
+       machines and would split one model into many metric series), else the class name.
+
+    Resolved once per model object (and again if its ``name_or_path`` changes).
     """
-    name = getattr(model, "name_or_path", None) or getattr(
-        getattr(model, "config", None), "_name_or_path", ""
+    path = str(
+        getattr(model, "name_or_path", None)
+        or getattr(getattr(model, "config", None), "_name_or_path", "")
+        or ""
     )
-    if not name:
-        return type(model).__name__
-    text = str(name)
-    if os.path.isabs(text) or text.startswith((".", "~")) or os.path.isdir(text):
-        return os.path.basename(os.path.normpath(text)) or text
-    return text
+    try:
+        cached = _NAMES.get(model)
+    except TypeError:  # not weak-referenceable
+        return _resolve_name(model, path)
+    if cached is not None and cached[0] == path:
+        return cached[1]
+    name = _resolve_name(model, path)
+    with _NAMES_LOCK:
+        _NAMES[model] = (path, name)
+    return name
 
 
-def resolve_request(model: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> GenerationRequest:
-    """Resolve the effective request of ``model.generate(*args, **kwargs)`` without changing anything."""
+def _is_local(text: str) -> bool:
+    return os.path.isabs(text) or text.startswith((".", "~")) or os.path.isdir(text)
+
+
+def _resolve_name(model: Any, path: str) -> str:
     config = getattr(model, "config", None)
-    user_config = kwargs.get("generation_config")
-    model_config = getattr(model, "generation_config", None)
+    gguf_name = getattr(config, "_model_name_or_path", None)  # GGUF general.name (transformers sets it)
+    if not path:
+        return str(gguf_name) if isinstance(gguf_name, str) and gguf_name else type(model).__name__
+    if not _is_local(path):
+        return path
+    saved = _saved_name(path)
+    if saved:
+        return saved
+    if isinstance(gguf_name, str) and gguf_name.strip() and not _is_local(gguf_name):
+        return gguf_name.strip()
+    return os.path.basename(os.path.normpath(path)) or path
 
-    def setting(name: str) -> Any:
-        if name in kwargs:
-            return kwargs[name]
-        for source in (user_config, model_config):
-            value = getattr(source, name, None) if source is not None else None
+
+def _saved_name(directory: str) -> str | None:
+    """The hub id a local directory's ``config.json`` records as ``_name_or_path``, if any."""
+    try:
+        with open(os.path.join(directory, "config.json"), encoding="utf-8") as handle:
+            saved = json.load(handle).get("_name_or_path")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if isinstance(saved, str) and saved.count("/") == 1 and not _is_local(saved):
+        return saved
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def _generate_parameters() -> tuple[str, ...]:
+    """The positional parameter names of ``GenerationMixin.generate`` (after ``self``)."""
+    from transformers.generation.utils import GenerationMixin
+
+    generate = inspect.unwrap(GenerationMixin.generate)
+    names = []
+    for parameter in list(inspect.signature(generate).parameters.values())[1:]:
+        if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
+            names.append(parameter.name)
+    return tuple(names)
+
+
+def bind_arguments(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """``generate``'s arguments by name, wherever they were passed (positionally or by keyword)."""
+    named = dict(zip(_generate_parameters(), args, strict=False))
+    return {**named, **kwargs}
+
+
+def positional_index(name: str) -> int:
+    """Where ``generate`` takes ``name`` positionally (``-1`` when it does not)."""
+    parameters = _generate_parameters()
+    return parameters.index(name) if name in parameters else -1
+
+
+@functools.lru_cache(maxsize=1)
+def _library_defaults() -> tuple[bool, dict[str, Any]]:
+    """``(values_are_none_when_unset, defaults)`` of this transformers' ``GenerationConfig``.
+
+    transformers 5 leaves unset fields ``None`` and fills them from ``_get_default_generation_params``
+    when a call runs; transformers 4 gives every field its default value up front.
+    """
+    from transformers import GenerationConfig
+
+    blank = GenerationConfig()
+    defaults = getattr(GenerationConfig, "_get_default_generation_params", None)
+    if callable(defaults) and blank.max_length is None:
+        return True, dict(defaults())
+    return False, blank.to_dict()
+
+
+def config_setting(model: Any, call: Mapping[str, Any], name: str) -> Any:
+    """The value of generation setting ``name`` for this call, resolved as ``generate`` resolves it
+    (``GenerationMixin._prepare_generation_config``), without copying any config: a keyword argument,
+    else the ``generation_config`` argument, else the model's ``generation_config``, else the
+    library default. With transformers 4, a value of the passed config still at its library default
+    yields to the model's own non-default value (``use_model_defaults``, on unless the call says
+    ``use_model_defaults=False``)."""
+    if name in call and name not in _generate_parameters():
+        return call[name]
+    unset_is_none, defaults = _library_defaults()
+    default = defaults.get(name)
+    user = call.get("generation_config")
+    model_value = getattr(getattr(model, "generation_config", None), name, None)
+    if user is not None:
+        value = getattr(user, name, None)
+        if unset_is_none:
             if value is not None:
                 return value
-        return None
+        elif not (
+            call.get("use_model_defaults") is not False
+            and value == default
+            and model_value is not None
+            and model_value != default
+        ):
+            return value
+    return model_value if model_value is not None else default
+
+
+def resolve_request(
+    model: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any], pipeline: Any = None
+) -> GenerationRequest:
+    """Resolve the effective request of ``model.generate(*args, **kwargs)`` without changing anything.
+
+    ``pipeline``: the running pipeline call (``messages.PipelineCall``), which knows the tokenizer and
+    the prompts when ``generate`` was not given them.
+    """
+    config = getattr(model, "config", None)
+    kwargs = bind_arguments(args, kwargs)
+
+    def setting(name: str) -> Any:
+        return config_setting(model, kwargs, name)
 
     is_encoder_decoder = bool(getattr(config, "is_encoder_decoder", False))
-    inputs = args[0] if args else kwargs.get("inputs", kwargs.get("input_ids"))
+    inputs = kwargs.get("inputs")
+    if inputs is None:
+        inputs = kwargs.get("input_ids")
     input_ids = inputs if isinstance(inputs, torch.Tensor) and inputs.dim() == 2 else None
     if input_ids is not None and input_ids.is_floating_point():
         input_ids = None
@@ -176,7 +299,8 @@ def resolve_request(model: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]
         unsupported_reason=unsupported,
         input_ids=input_ids,
         attention_mask=attention_mask if isinstance(attention_mask, torch.Tensor) else None,
-        tokenizer=kwargs.get("tokenizer"),
+        tokenizer=kwargs.get("tokenizer") or getattr(pipeline, "tokenizer", None),
+        pipeline_prompts=list(getattr(pipeline, "prompts", ())),
     )
 
 

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 from typing import Final
 
+SCHEMA_URL: Final = "https://opentelemetry.io/schemas/1.44.0"
+"""The OpenTelemetry semantic-conventions schema the registry depends on (the tracer, meter and
+logger announce it)."""
+
 # --- OpenTelemetry semantic conventions (referenced by the registry, defined upstream) -----------
 GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
 GEN_AI_PROVIDER_NAME: Final = "gen_ai.provider.name"
@@ -53,6 +57,12 @@ COREVITAL_CAPTURE_LEVEL: Final = "corevital.capture.level"
 
 COREVITAL_ERROR_TYPE: Final = "corevital.error.type"
 """string: Exception type of a failure inside CoreVital's own code during this call."""
+
+COREVITAL_CAPTURE_UNAVAILABLE_REASON: Final = "corevital.capture.unavailable_reason"
+"""string: Why part of the requested capture level was not available for this call."""
+
+COREVITAL_EVENTS_OMITTED: Final = "corevital.events.omitted"
+"""int: Span events CoreVital left out to stay within the span's event limit."""
 
 COREVITAL_STEPS: Final = "corevital.steps"
 """int: Number of decoding steps summarised."""
@@ -523,6 +533,9 @@ EVENT_COREVITAL_INTERVENTION: Final = "corevital.intervention"
 
 EVENT_GEN_AI_EVALUATION_RESULT: Final = "gen_ai.evaluation.result"
 """The risk score of the call as a GenAI evaluation result."""
+
+EVENT_GEN_AI_CLIENT_INFERENCE_OPERATION_DETAILS: Final = "gen_ai.client.inference.operation.details"
+"""The prompt and completion of the call, as a log event."""
 
 # --- Metrics (with the explicit bucket boundaries advised for histograms) ---
 

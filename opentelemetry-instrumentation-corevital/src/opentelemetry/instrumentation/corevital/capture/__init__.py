@@ -6,6 +6,7 @@ them on the model's device and keeps only the small packed per-step tensors.
 """
 
 from .hooks import HookRegistry, active_session
-from .session import CaptureSession, StepTiming
+from .kernel import KernelGates
+from .session import CaptureSession
 
-__all__ = ["CaptureSession", "HookRegistry", "StepTiming", "active_session"]
+__all__ = ["CaptureSession", "HookRegistry", "KernelGates", "active_session"]

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from transformers.generation.stopping_criteria import StoppingCriteria, StoppingCriteriaList
 
+from ..generation import positional_index
 from .session import CaptureSession
 
 
@@ -39,3 +40,17 @@ def with_health_criterion(user_criteria: Any, session: CaptureSession) -> Stoppi
     merged = StoppingCriteriaList(list(user_criteria) if user_criteria is not None else [])
     merged.append(HealthStoppingCriteria(session))
     return merged
+
+
+def inject_criterion(
+    args: tuple[Any, ...], kwargs: dict[str, Any], session: CaptureSession
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """``generate``'s arguments with CoreVital's criterion added to the user's stopping criteria,
+    wherever the user passed them (positionally or by keyword); the user's objects are not changed."""
+    index = positional_index("stopping_criteria")
+    if 0 <= index < len(args):
+        return (*args[:index], with_health_criterion(args[index], session), *args[index + 1 :]), kwargs
+    return args, {
+        **kwargs,
+        "stopping_criteria": with_health_criterion(kwargs.get("stopping_criteria"), session),
+    }

@@ -1,22 +1,23 @@
 """The capture session of one ``generate()`` call: per-forward summaries, reconciled at the end.
 
 Per forward (the first being the prefill) the session summarises the step on the model's device
-and appends one packed ``[batch, features]`` float32 tensor; the only other state it keeps across
-steps is O(1): the previous step's log-probabilities (to score the token chosen next) and the
-previous last-layer vector (for the cosine). The hidden states and attentions it asked the forward
-for are dropped from the outputs as soon as they are summarised, so ``generate`` holds exactly the
-memory it would hold uninstrumented. At the end, :meth:`CaptureSession.finalize` copies the packed
-steps to the host in one transfer and cuts them per returned sequence.
+and appends one packed ``[rows, features]`` float32 tensor (columns named by :class:`StepLayout`);
+the only other state it keeps across steps is O(1): the previous step's probabilities (to score the
+token chosen next), a bounded ring of last-layer states (:class:`StateSimilarity`) and one streaming
+monitor per row. The hidden states and attentions it asked the forward for are dropped from the
+outputs as soon as they are summarised, so ``generate`` holds exactly the memory it would hold
+uninstrumented. When the call returns, :meth:`CaptureSession.finalize` copies the packed steps to
+the host in one transfer and hands over one complete :class:`~..report.CaptureReport`; nothing
+downstream reads the session itself.
 """
 
 from __future__ import annotations
 
 import collections
+import functools
 import inspect
 import time
-import warnings
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -26,35 +27,32 @@ from .. import report as rep
 from .. import semconv as sc
 from ..config import CaptureLevel
 from ..generation import GenerationOutcome, GenerationRequest
-from ..report import Intervention
+from ..signals._util import nanmean
 from ..summaries import (
     ATTENTION_LAYER_FIELDS,
     HIDDEN_LAYER_FIELDS,
-    LOGIT_FIELDS,
-    TOP_N_PROBS,
-    chosen_token_surprisal,
-    cosine_to_previous,
+    chosen_probability,
     last_position_layers,
+    logit_metrics,
     summarize_attention,
     summarize_hidden,
     summarize_logits,
+    surprisal_bits,
 )
+from .layout import StepLayout
+from .similarity import StateSimilarity
 
 _HIDDEN_KEYS = ("hidden_states", "decoder_hidden_states", "encoder_hidden_states")
 _ATTENTION_KEYS = ("attentions", "decoder_attentions", "cross_attentions", "encoder_attentions")
-_N_LOGIT = len(LOGIT_FIELDS)
-_N_HIDDEN = len(HIDDEN_LAYER_FIELDS)
-_N_ATTENTION = len(ATTENTION_LAYER_FIELDS)
+_NAN_COUNT = HIDDEN_LAYER_FIELDS.index("nan_count")
+_INF_COUNT = HIDDEN_LAYER_FIELDS.index("inf_count")
 
 
-#: How many earlier last-layer states the repetition similarity looks back over (bounded memory).
-SIMILARITY_WINDOW = 256
-
-
-class StepObserver(Protocol):
+class StepMonitor(Protocol):
     """What the session feeds, per batch row, as the steps arrive (``signals.SequenceMonitor``)."""
 
-    ended: bool
+    firings: list[rep.Firing]
+    clock: Callable[[int], int] | None
 
     def observe_step(
         self, entropy: float, margin: float, similarity: float = ..., nan: bool = ..., inf: bool = ...
@@ -69,27 +67,29 @@ class CaptureError(RuntimeError):
     """The forward outputs were not what the capture expected (reported, never raised to users)."""
 
 
-@dataclass
-class StepTiming:
-    """Wall-clock marks of one call (``time.perf_counter`` seconds; step times in Unix ns)."""
-
-    started: float
-    first_token: float | None = None
-    forwards: int = 0
-    step_times_ns: list[int] = field(default_factory=list)
-
-
 def forward_accepts(model: Any, name: str) -> bool:
     """Whether ``model.forward`` takes the keyword ``name`` (explicitly, or through ``**kwargs``
     of a transformers model, which routes the ``output_*`` flags itself)."""
+    forward = getattr(type(model), "forward", None)
+    if forward is None or "forward" in vars(model):
+        return _accepts(getattr(model, "forward", None), type(model).__module__, name)  # patched per instance
+    return _accepts_cached(forward, type(model).__module__, name)
+
+
+@functools.lru_cache(maxsize=256)
+def _accepts_cached(forward: Any, module: str, name: str) -> bool:
+    return _accepts(forward, module, name)
+
+
+def _accepts(forward: Any, module: str, name: str) -> bool:
     try:
-        parameters = inspect.signature(model.forward).parameters
+        parameters = inspect.signature(forward).parameters
     except (TypeError, ValueError):
         return False
     if name in parameters:
         return True
     has_var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
-    return has_var_kw and type(model).__module__.startswith("transformers.")
+    return has_var_kw and module.startswith("transformers.")
 
 
 class CaptureSession:
@@ -103,8 +103,10 @@ class CaptureSession:
         collapsed_threshold, focused_threshold: attention head thresholds (model profile).
         on_error: called once with the first exception raised inside the capture; capture then
             stops for the rest of the call and the user's generation goes on untouched.
-        make_observer: builds the streaming observer of one batch row (``None``: no streaming).
+        make_monitor: builds the streaming monitor of one batch row (``None``: no streaming).
         stop_on: signal names that stop the sequence they fire in (through :meth:`stop_mask`).
+        unavailable: levels that cannot be captured for this call, with the reason (the level is
+            lowered accordingly and the reason reported).
     """
 
     def __init__(
@@ -116,46 +118,60 @@ class CaptureSession:
         collapsed_threshold: float = 0.03,
         focused_threshold: float = 0.9,
         on_error: Callable[[BaseException], None] | None = None,
-        make_observer: Callable[[], StepObserver] | None = None,
+        make_monitor: Callable[[], StepMonitor] | None = None,
         stop_on: Collection[str] = (),
-        profile: Any = None,
+        unavailable: dict[str, str] | None = None,
     ) -> None:
         self.model = model
         self.request = request
-        self.profile = profile  # the model profile the call runs with (for the signals)
-        self.timing = StepTiming(started=time.perf_counter())
+        self.started = time.perf_counter()
         self.error: BaseException | None = None
+        self.overhead = 0.0  # seconds spent in CoreVital's hooks and criterion during the call
+        self.stop_on = frozenset(stop_on)
+        self._unavailable = dict(unavailable or {})
         self._on_error = on_error
         self._collapsed_threshold = collapsed_threshold
         self._focused_threshold = focused_threshold
         self._skip = max(0, request.prefill_forwards - 1)
         if level is not None and level.captures_hidden and not forward_accepts(model, "output_hidden_states"):
+            self._unavailable[CaptureLevel.HIDDEN.value] = "the model's forward has no output_hidden_states"
             level = CaptureLevel.LOGITS
         if level is CaptureLevel.ATTENTION and not forward_accepts(model, "output_attentions"):
+            self._unavailable[CaptureLevel.ATTENTION.value] = "the model's forward has no output_attentions"
+            level = CaptureLevel.HIDDEN
+        if level is CaptureLevel.ATTENTION and CaptureLevel.ATTENTION.value in self._unavailable:
             level = CaptureLevel.HIDDEN
         self.level = level
         # Beam search reorders rows between steps, so the next input row is not the continuation
-        # of the same row: chosen-token surprisal is only defined without beams.
-        self._track_surprisal = request.num_beams <= 1
+        # of the same row: chosen-token surprisal, state revisits and streaming are only defined
+        # without beams.
+        self._single_beam = request.num_beams <= 1
+        self._make_monitor = make_monitor if self._single_beam else None
+        # Monitors run live, step by step, only when they may stop a sequence (stop_on); otherwise
+        # the same monitors are replayed over the finished series, which gives the same firings
+        # without a device -> host transfer and Python work at every step.
+        self._live = bool(self.stop_on) and self._make_monitor is not None
+        self._monitors: list[StepMonitor] = []
+        self._interventions: dict[int, rep.Intervention] = {}
+        self._layout = StepLayout()
         self._steps: list[torch.Tensor] = []
-        self._surprisal: list[torch.Tensor] = []
+        self._chosen: list[torch.Tensor] = []  # per step: the probability of the token chosen there
         self._prev_probs: torch.Tensor | None = None
-        self._prev_last: torch.Tensor | None = None
-        self._layers = 0
+        self._similarity = StateSimilarity()
+        self._nan_columns: torch.Tensor | None = None
         self._hidden_size = 0
-        self._attention_layers = 0
-        self.attention_heads = 0
+        self._attention_heads = 0
         self._added: tuple[str, ...] = ()
-        # Streaming: one observer per row (not under beam search, whose rows change meaning).
-        self._make_observer = make_observer if request.num_beams <= 1 else None
-        self.observers: list[StepObserver] = []
-        self.stop_on = frozenset(stop_on)
-        self.interventions: dict[int, Intervention] = {}
         self._token_pending = False  # the newest step's token is not yet observed
         self._pending: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None)
-        self._states: torch.Tensor | None = None  # [rows, window, hidden] unit vectors, ring buffer
-        self._state_count = 0
-        self.overhead = 0.0  # seconds spent in CoreVital's hooks and criterion during the call
+        self._first_token: float | None = None
+        self._step_times_ns: list[int] = []
+
+    def without_attention(self, reason: str) -> None:
+        """Attention cannot be captured for this call (say why on the span); keep the rest."""
+        if self.level is CaptureLevel.ATTENTION:
+            self.level = CaptureLevel.HIDDEN
+            self._unavailable[CaptureLevel.ATTENTION.value] = reason
 
     # -- hooks ---------------------------------------------------------------------------------
     def before_forward(
@@ -179,16 +195,15 @@ class CaptureSession:
     def after_forward(self, kwargs: dict[str, Any], output: Any) -> None:
         """Summarise one forward's outputs, then drop what only the capture asked for."""
         started = time.perf_counter()
-        self.timing.forwards += 1
         try:
             if self._skip > 0:  # an earlier chunk of a chunked prefill: not a decoding step
                 self._skip -= 1
                 return
-            if self.timing.first_token is None:
-                self.timing.first_token = time.perf_counter()
+            if self._first_token is None:
+                self._first_token = started
             if self.level is None or self.error is not None:
                 return
-            self.timing.step_times_ns.append(time.time_ns())
+            self._step_times_ns.append(time.time_ns())
             self._summarize(kwargs, output)
         except Exception as exc:
             self._fail(exc)
@@ -202,8 +217,9 @@ class CaptureSession:
         if self.error is None:
             self.error = exc
             self._steps.clear()
-            self._surprisal.clear()
-            self._prev_probs = self._prev_last = None
+            self._chosen.clear()
+            self._prev_probs = None
+            self._similarity.clear()
             if self._on_error is not None:
                 self._on_error(exc)
 
@@ -213,122 +229,125 @@ class CaptureSession:
         logits = getattr(output, "logits", None)
         if not isinstance(logits, torch.Tensor):
             raise CaptureError(f"{type(output).__name__} has no logits")
-        last_logits = logits[:, -1] if logits.dim() == 3 else logits
-        packed_logits, probs = summarize_logits(last_logits)
+        packed_logits, probs = summarize_logits(logits[:, -1] if logits.dim() == 3 else logits)
         ids = kwargs.get("decoder_input_ids" if encoder_decoder else "input_ids")
         previous_tokens = ids[:, -1] if isinstance(ids, torch.Tensor) and self._token_pending else None
-        pending_surprisal = None
+        chosen = None
         if previous_tokens is not None and self._prev_probs is not None:
-            pending_surprisal = chosen_token_surprisal(self._prev_probs, previous_tokens)
-            self._surprisal.append(pending_surprisal)
-        self._pending = (previous_tokens, pending_surprisal)
-        self._prev_probs = probs if self._track_surprisal else None
-        similarity = None
+            chosen = chosen_probability(self._prev_probs, previous_tokens)
+            self._chosen.append(chosen)
+        self._pending = (previous_tokens, chosen)
+        self._prev_probs = probs if self._single_beam else None
         parts = [packed_logits]
+        hidden_layers = attention_layers = 0
+        similarity = None
+        hidden_summary = None
         if self.level.captures_hidden:
             hidden = getattr(output, "decoder_hidden_states" if encoder_decoder else "hidden_states", None)
             if not hidden:
                 raise CaptureError("the forward returned no hidden states")
             layers = last_position_layers(hidden)
-            self._layers, self._hidden_size = int(layers.shape[0]), int(layers.shape[-1])
-            parts.append(summarize_hidden(layers).flatten(1))
-            if self.request.num_beams <= 1:  # beam rows change meaning between steps
-                similarity, previous = self._similarities(layers[-1])
-                parts.append(previous[:, None])
-                parts.append(similarity[:, None])
-            else:
-                last = layers[-1].clone()
-                parts.append(cosine_to_previous(last, self._prev_last)[:, None])
-                self._prev_last = last
-                parts.append(torch.full_like(parts[-1], float("nan")))
+            hidden_layers, self._hidden_size = int(layers.shape[0]), int(layers.shape[-1])
+            hidden_summary = summarize_hidden(layers)
+            if self._live:
+                previous, similarity = self._similarity.update(layers[-1])
+                parts += [hidden_summary.flatten(1), previous[:, None], similarity[:, None]]
+            else:  # computed in blocks and filled in at the end
+                self._similarity.push(layers[-1])
+                parts += [hidden_summary.flatten(1), self._placeholder(layers.shape[1], layers.device)]
         if self.level.captures_attention:
             attentions = getattr(output, "decoder_attentions" if encoder_decoder else "attentions", None)
-            if not attentions:
-                raise CaptureError("the forward returned no attention weights")
-            key_lengths = None
-            mask = kwargs.get("decoder_attention_mask" if encoder_decoder else "attention_mask")
-            key_count = next(a for a in attentions if a is not None).shape[-1]
-            if isinstance(mask, torch.Tensor) and mask.dim() == 2 and mask.shape[-1] == key_count:
-                key_lengths = mask.sum(dim=-1)
-            self._attention_layers = len(attentions)
-            summary = summarize_attention(
-                attentions, key_lengths, self._collapsed_threshold, self._focused_threshold
-            )
-            self.attention_heads = int(next(a for a in attentions if a is not None).shape[1])
-            parts.append(summary.flatten(1))
+            present = [a for a in attentions or () if a is not None]
+            if not present:
+                # A kernel that returns no weights: keep the hidden level, say why on the span.
+                self._unavailable[CaptureLevel.ATTENTION.value] = (
+                    "the attention kernel returned no attention weights"
+                )
+                self.level = CaptureLevel.HIDDEN
+            else:
+                key_lengths = None
+                mask = kwargs.get("decoder_attention_mask" if encoder_decoder else "attention_mask")
+                if (
+                    isinstance(mask, torch.Tensor)
+                    and mask.dim() == 2
+                    and mask.shape[-1] == present[0].shape[-1]
+                ):
+                    key_lengths = mask.sum(dim=-1)
+                assert attentions is not None
+                attention_layers = len(attentions)
+                summary = summarize_attention(
+                    attentions, key_lengths, self._collapsed_threshold, self._focused_threshold
+                )
+                self._attention_heads = int(present[0].shape[1])
+                parts.append(summary.flatten(1))
+        layout = StepLayout(hidden_layers, attention_layers)
+        if self._steps and layout != self._layout:
+            raise CaptureError(f"the step layout changed from {self._layout} to {layout}")
+        self._layout = layout
         self._steps.append(torch.cat(parts, dim=1))
-        if self._make_observer is not None:
-            self._stream_step(packed_logits, similarity, parts[1] if len(parts) > 1 else None)
+        if self._live:
+            self._stream_step(packed_logits, similarity, hidden_summary)
         self._token_pending = True
 
-    # -- streaming -----------------------------------------------------------------------------
-    def _similarities(self, last: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per row: the max cosine of the state to its states two or more steps back, and the
-        cosine to the previous step's, from one product with a ring buffer of unit vectors."""
-        unit = torch.nn.functional.normalize(last.float(), dim=-1)
-        rows, width = unit.shape
-        nan = torch.full((rows,), float("nan"), device=unit.device)
-        if self._states is None or self._states.shape[0] != rows:
-            self._states = torch.zeros(rows, SIMILARITY_WINDOW, width, device=unit.device)
-            self._state_count = 0
-        filled = min(self._state_count, SIMILARITY_WINDOW)
-        newest = (self._state_count - 1) % SIMILARITY_WINDOW
-        similarity, previous = nan, nan
-        if filled >= 1:
-            cosines = torch.bmm(self._states[:, :filled], unit[:, :, None]).squeeze(-1)
-            previous = cosines[:, newest].clone()
-            if filled >= 2:
-                cosines[:, newest] = -2.0  # the previous step does not count
-                similarity = cosines.amax(dim=-1)
-        self._states[:, self._state_count % SIMILARITY_WINDOW] = unit
-        self._state_count += 1
-        return similarity, previous
+    def _placeholder(self, rows: int, device: torch.device) -> torch.Tensor:
+        """Two NaN columns standing for the similarities until they are computed (reused)."""
+        cached = self._nan_columns
+        if cached is None or cached.shape[0] != rows or cached.device != device:
+            cached = self._nan_columns = torch.full((rows, 2), float("nan"), device=device)
+        return cached
 
+    # -- streaming (live, with stop_on) ---------------------------------------------------------
     def _stream_step(
-        self,
-        packed_logits: torch.Tensor,
-        similarity: torch.Tensor | None,
-        hidden: torch.Tensor | None,
+        self, packed_logits: torch.Tensor, similarity: torch.Tensor | None, hidden: torch.Tensor | None
     ) -> None:
-        """Feed the observers: the previous step's token (if not yet seen) and this step's values,
+        """Feed the monitors: the previous step's token (if not yet seen) and this step's values,
         in one device -> host transfer."""
         rows = packed_logits.shape[0]
-        if not self.observers:
-            self.observers = [self._make_observer() for _ in range(rows)]  # type: ignore[misc]
-        nan = torch.isnan(packed_logits[:, 0])
-        inf = torch.zeros_like(nan)
-        if hidden is not None and self._layers:
-            per_layer = hidden.view(rows, self._layers, _N_HIDDEN)
-            nan = nan | (per_layer[:, :, HIDDEN_LAYER_FIELDS.index("nan_count")].sum(dim=-1) > 0)
-            inf = per_layer[:, :, HIDDEN_LAYER_FIELDS.index("inf_count")].sum(dim=-1) > 0
+        if not self._monitors:
+            assert self._make_monitor is not None
+            self._monitors = [self._make_monitor() for _ in range(rows)]
+        device = packed_logits.device
+        nan = torch.zeros(rows, device=device)
+        inf = torch.zeros(rows, device=device)
+        if hidden is not None:  # [rows, layers, fields]
+            nan = hidden[:, :, _NAN_COUNT].sum(dim=-1)
+            inf = hidden[:, :, _INF_COUNT].sum(dim=-1)
         if similarity is None:
-            similarity = torch.full((rows,), float("nan"), device=packed_logits.device)
-        tokens, surprisal = self._pending
-        columns = [packed_logits[:, 0], packed_logits[:, 1], similarity.to(packed_logits.device), nan, inf]
+            similarity = torch.full((rows,), float("nan"), device=device)
+        tokens, chosen = self._pending
+        columns = [similarity.to(device), nan, inf]
         if tokens is not None:
-            if surprisal is None:
-                surprisal = torch.full((rows,), float("nan"), device=packed_logits.device)
-            columns += [tokens.to(packed_logits.device, torch.float32), surprisal]
-        host = torch.stack([c.float() for c in columns], dim=-1).tolist()
-        for row, values in enumerate(host):
-            observer = self.observers[row]
-            if tokens is not None:
-                observer.observe_token(int(values[5]), values[6])
-            observer.observe_step(values[0], values[1], values[2], bool(values[3]), bool(values[4]))
+            if chosen is None:
+                chosen = torch.full((rows,), float("nan"), device=device)
+            columns += [tokens.to(device, torch.float32), chosen]
+        host = torch.cat((packed_logits, torch.stack(columns, dim=-1).float()), dim=-1).cpu().numpy()
+        extra = host[:, packed_logits.shape[1] :]
+        metrics = logit_metrics(host[:, : packed_logits.shape[1]])
+        surprisal = surprisal_bits(extra[:, 4]) if tokens is not None else None
+        for row, monitor in enumerate(self._monitors):
+            if surprisal is not None:
+                monitor.observe_token(int(extra[row, 3]), float(surprisal[row]))
+            entropy = float(metrics["entropy"][row])
+            monitor.observe_step(
+                entropy, float(metrics["margin"][row]), float(extra[row, 0]),
+                bool(extra[row, 1] > 0 or np.isnan(entropy)), bool(extra[row, 2] > 0),
+            )  # fmt: skip
 
     def _observe_tokens(self, tokens: torch.Tensor) -> None:
         """The tokens of the newest step are known (from the stopping criterion or the result)."""
-        if not self._token_pending or not self.observers:
+        if not self._token_pending or not self._monitors:
             return
-        surprisal = (
-            chosen_token_surprisal(self._prev_probs, tokens)
+        chosen = (
+            chosen_probability(self._prev_probs, tokens)
             if self._prev_probs is not None
             else torch.full(tokens.shape, float("nan"))
         )
-        self._surprisal.append(surprisal)
-        host = torch.stack((tokens.float().to(surprisal.device), surprisal.float()), dim=-1).tolist()
-        for observer, (token, value) in zip(self.observers, host, strict=False):
-            observer.observe_token(int(token), value)
+        self._chosen.append(chosen)
+        host = torch.stack((tokens.float().to(chosen.device), chosen.float()), dim=-1).cpu().numpy()
+        for monitor, token, surprisal in zip(
+            self._monitors, host[:, 0], surprisal_bits(host[:, 1]), strict=False
+        ):
+            monitor.observe_token(int(token), float(surprisal))
         self._token_pending = False
 
     def stop_mask(self, input_ids: torch.Tensor) -> torch.Tensor:
@@ -341,71 +360,117 @@ class CaptureSession:
         try:
             self._observe_tokens(input_ids[:, -1])
             step = len(self._steps) - 1
-            for row, observer in enumerate(self.observers[:rows]):
-                if row in self.interventions:
+            for row, monitor in enumerate(self._monitors[:rows]):
+                if row in self._interventions:
                     continue
-                signal = next((name for name in sorted(self.stop_on) if observer.fired(name)), None)
+                signal = next((name for name in sorted(self.stop_on) if monitor.fired(name)), None)
                 if signal is not None:
-                    self.interventions[row] = Intervention(row, signal, step)
+                    self._interventions[row] = rep.Intervention(row, signal, step)
                     stop[row] = True
         except Exception as exc:
             self._fail(exc)
         self.overhead += time.perf_counter() - started
         return stop
 
+    # -- end of the call -----------------------------------------------------------------------
+    @property
+    def time_to_first_token(self) -> float | None:
+        """Seconds from the start of the call to the end of the prefill forward."""
+        return None if self._first_token is None else self._first_token - self.started
+
     def apply_interventions(self, outcome: GenerationOutcome) -> None:
         """Sequences CoreVital stopped end at their intervention step, finish reason
         ``corevital.stopped`` (the padding after it is not output)."""
-        for row, intervention in self.interventions.items():
+        for row, intervention in self._interventions.items():
             if row < len(outcome.output_lengths):
                 outcome.output_lengths[row] = min(outcome.output_lengths[row], intervention.step + 1)
                 outcome.finish_reasons[row] = sc.FINISH_REASON_COREVITAL_STOPPED
 
-    # -- end of the call -----------------------------------------------------------------------
     def finalize(self, outcome: GenerationOutcome) -> rep.CaptureReport | None:
-        """Build one report per returned sequence; ``None`` when nothing was captured."""
+        """The complete capture report of the call; ``None`` when nothing was captured (the span is
+        not recorded, or the capture failed). ``outcome`` must already carry the interventions
+        (:meth:`apply_interventions`)."""
         if self.level is None or self.error is not None:
             return None
         sequences = outcome.sequences
         column = self.request.prompt_length + len(self._steps) - 1
         if (
-            self.observers
+            self._monitors
             and sequences is not None
-            and sequences.shape[0] == len(self.observers)
+            and sequences.shape[0] == len(self._monitors)
             and column < sequences.shape[1]
         ):
             self._observe_tokens(sequences[:, column])  # the last step's token, never fed back
         steps, self._steps = self._steps, []
-        level = self.level.value
+        report = rep.CaptureReport(
+            self.level.value,
+            hidden_size=self._hidden_size,
+            attention_heads=self._attention_heads,
+            step_times_ns=self._step_times_ns,
+            time_to_first_token=self.time_to_first_token,
+            overhead_seconds=self.overhead,
+            unavailable=dict(self._unavailable),
+        )
         if not steps:
-            return rep.CaptureReport(level, [], self._hidden_size, self.attention_heads)
+            return report
         packed = torch.stack(steps)  # [steps, rows, features]
         total_steps, rows, _ = packed.shape
-        surprisal = torch.full((total_steps, rows), float("nan"), device=packed.device)
-        if self._surprisal:
-            known = torch.stack(self._surprisal[:total_steps])
-            surprisal[: known.shape[0]] = known.to(surprisal.device)
+        layout = self._layout
+        if layout.hidden_layers and not self._live:
+            similarities = self._similarity.results()
+            if similarities is not None and similarities[0].shape[0] == total_steps:
+                packed[:, :, layout.cosine_previous] = similarities[0].to(packed.device)
+                packed[:, :, layout.max_similarity] = similarities[1].to(packed.device)
+        if layout.hidden_layers and not self._single_beam:  # beam rows change meaning between steps
+            packed[:, :, layout.max_similarity] = float("nan")
+        chosen = torch.full((total_steps, rows), float("nan"), device=packed.device)
+        if self._chosen:
+            known = torch.stack(self._chosen[:total_steps])
+            chosen[: known.shape[0]] = known.to(chosen.device)
         last_column = self.request.prompt_length + total_steps - 1
         if (
             self._prev_probs is not None
-            and len(self._surprisal) == total_steps - 1
+            and len(self._chosen) == total_steps - 1
             and sequences is not None
             and sequences.shape[0] == rows
             and last_column < sequences.shape[1]
         ):
-            surprisal[-1] = chosen_token_surprisal(self._prev_probs, sequences[:, last_column]).to(
-                surprisal.device
-            )
-        self._prev_probs = self._prev_last = self._states = None
-        self._surprisal.clear()
+            chosen[-1] = chosen_probability(self._prev_probs, sequences[:, last_column]).to(chosen.device)
+        self._prev_probs = None
+        self._similarity.clear()
+        self._chosen.clear()
         # The one device -> host transfer of the series.
-        host = torch.cat((packed, surprisal[..., None]), dim=-1).cpu().numpy().astype(np.float64)
+        host = torch.cat((packed, chosen[..., None]), dim=-1).cpu().numpy().astype(np.float64)
         row_of = self._row_mapping(rows, len(outcome.output_lengths))
-        reports = [
+        report.sequences = [
             self._sequence_report(host, index, row_of[index], outcome)
             for index in range(len(outcome.output_lengths))
         ]
-        return rep.CaptureReport(level, reports, self._hidden_size, self.attention_heads)
+        return report
+
+    def _replay(
+        self, series: dict[str, np.ndarray], nonfinite: tuple[np.ndarray, np.ndarray], tokens: list[int]
+    ) -> StepMonitor | None:
+        """Run a fresh monitor over one sequence's finished steps, as it would have run live."""
+        if self._make_monitor is None:
+            return None
+        monitor = self._make_monitor()
+        times = self._step_times_ns
+        monitor.clock = lambda step: times[step] if step < len(times) else 0
+        entropy, margin = series[rep.SERIES_ENTROPY], series[rep.SERIES_MARGIN]
+        surprisal = series[rep.SERIES_SURPRISAL]
+        n = len(entropy)
+        similarity = series.get(rep.SERIES_HIDDEN_MAX_SIMILARITY, np.full(n, np.nan))
+        nan, inf = nonfinite
+        nan = nan | np.isnan(entropy)
+        values = zip(
+            entropy.tolist(), margin.tolist(), similarity.tolist(), nan.tolist(), inf.tolist(), strict=True
+        )
+        for step, (e, m, similar, is_nan, is_inf) in enumerate(values):
+            monitor.observe_step(e, m, similar, is_nan, is_inf)
+            if step < len(tokens):
+                monitor.observe_token(tokens[step], float(surprisal[step]))
+        return monitor
 
     def _row_mapping(self, rows: int, returned: int) -> list[int]:
         if rows == returned:
@@ -419,47 +484,63 @@ class CaptureSession:
     def _sequence_report(
         self, host: np.ndarray, index: int, row: int, outcome: GenerationOutcome
     ) -> rep.SequenceReport:
+        layout = self._layout
         n = min(outcome.output_lengths[index], host.shape[0])
         data = host[:n, row]
+        metrics = logit_metrics(data[:, layout.logits])
         series = {
-            rep.SERIES_ENTROPY: data[:, 0],
-            rep.SERIES_MARGIN: data[:, 1],
-            rep.SERIES_TOPK_MASS: data[:, 2],
-            rep.SERIES_TOP1_PROB: data[:, 3],
-            rep.SERIES_SURPRISAL: data[:, -1],
+            rep.SERIES_ENTROPY: metrics["entropy"],
+            rep.SERIES_MARGIN: metrics["margin"],
+            rep.SERIES_TOPK_MASS: metrics["topk_mass"],
+            rep.SERIES_TOP1_PROB: metrics["top_probs"][:, 0],
+            rep.SERIES_SURPRISAL: surprisal_bits(data[:, -1]),
         }
+        tokens = _generated_tokens(outcome.sequences, index, self.request.prompt_length, n)
         report = rep.SequenceReport(
             index=index,
             output_tokens=outcome.output_lengths[index],
             finish_reason=outcome.finish_reasons[index],
             series=series,
-            top_probs=data[:, 3 : 3 + TOP_N_PROBS],
-            top_ids=data[:, 3 + TOP_N_PROBS : 3 + 2 * TOP_N_PROBS].astype(np.int64),
+            top_probs=metrics["top_probs"],
+            top_ids=metrics["top_ids"],
+            tokens=tokens,
         )
-        offset = _N_LOGIT
-        assert self.level is not None
-        if self.level.captures_hidden:
-            width = self._layers * _N_HIDDEN
-            hidden = data[:, offset : offset + width].reshape(n, self._layers, _N_HIDDEN)
+        nonfinite = (np.zeros(n, dtype=bool), np.zeros(n, dtype=bool))
+        if layout.hidden_layers:
+            hidden = data[:, layout.hidden].reshape(n, layout.hidden_layers, len(HIDDEN_LAYER_FIELDS))
             report.hidden_layers = {name: hidden[:, :, i] for i, name in enumerate(HIDDEN_LAYER_FIELDS)}
             series[rep.SERIES_HIDDEN_L2_NORM] = hidden[:, -1, HIDDEN_LAYER_FIELDS.index("l2_norm")]
-            series[rep.SERIES_HIDDEN_COSINE_PREVIOUS] = data[:, offset + width]
-            series[rep.SERIES_HIDDEN_MAX_SIMILARITY] = data[:, offset + width + 1]
-            offset += width + 2
-        if self.level.captures_attention:
-            layers = self._attention_layers
-            attention = data[:, offset : offset + layers * _N_ATTENTION].reshape(n, layers, _N_ATTENTION)
+            series[rep.SERIES_HIDDEN_COSINE_PREVIOUS] = data[:, layout.cosine_previous]
+            series[rep.SERIES_HIDDEN_MAX_SIMILARITY] = data[:, layout.max_similarity]
+            nonfinite = (hidden[:, :, _NAN_COUNT].sum(axis=1) > 0, hidden[:, :, _INF_COUNT].sum(axis=1) > 0)
+        if layout.attention_layers:
+            attention = data[:, layout.attention].reshape(
+                n, layout.attention_layers, len(ATTENTION_LAYER_FIELDS)
+            )
             report.attention_layers = {
                 name: attention[:, :, i] for i, name in enumerate(ATTENTION_LAYER_FIELDS)
             }
             normalized = attention[:, :, ATTENTION_LAYER_FIELDS.index("entropy_normalized_mean")]
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows give NaN
-                series[rep.SERIES_ATTENTION_ENTROPY_NORMALIZED] = np.nanmean(normalized, axis=1)
+            series[rep.SERIES_ATTENTION_ENTROPY_NORMALIZED] = nanmean(normalized, axis=1)  # all-NaN rows: NaN
             series[rep.SERIES_ATTENTION_COLLAPSED_HEADS] = attention[
                 :, :, ATTENTION_LAYER_FIELDS.index("collapsed_heads")
             ].sum(axis=1)
+        if self._live:
+            monitor = self._monitors[row] if row < len(self._monitors) else None
+        else:
+            monitor = self._replay(series, nonfinite, tokens)
+        if monitor is not None:
+            report.firings = [f for f in monitor.firings if f.step < n]
+            report.streamed = True
+            report.intervention = self._interventions.get(row)
         return report
+
+
+def _generated_tokens(sequences: torch.Tensor | None, row: int, prompt_length: int, steps: int) -> list[int]:
+    """The generated token ids of ``row`` (empty when the result has no sequences)."""
+    if sequences is None or row >= sequences.shape[0]:
+        return []
+    return [int(t) for t in sequences[row, prompt_length : prompt_length + steps].tolist()]
 
 
 def _drop_outputs(output: Any, keys: tuple[str, ...]) -> None:

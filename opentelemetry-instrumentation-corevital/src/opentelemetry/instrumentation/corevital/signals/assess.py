@@ -1,17 +1,24 @@
-"""One sequence's full health read-out: flags, risk, blame, compound signals, early warning,
-fingerprint, narrative and calibration divergence, from its per-step series."""
+"""The health read-out: a capture report in, one health report out.
+
+:func:`assess_report` is the one place that turns what the capture saw into conclusions: per returned
+sequence the flags, risk, blame, compound signals, early warning, fingerprint, narrative and
+calibration divergence (:func:`assess`), and which sequence is the worst — chosen here, once, for the
+span, the metrics and the application alike.
+"""
 
 from __future__ import annotations
 
-import warnings
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .. import report as rep
-from ..model_profiles import ModelProfile
+from ..profiles import ModelProfile
+from ..report import EARLY_WARNING, HEALTH_FLAG, Firing
 from . import flags as fl
+from ._util import nanmean
 from .blame import LayerBlame, layer_blame
 from .calibration import CalibrationProfile, Divergence, divergence
 from .compound import CompoundSignal, compound_signals
@@ -19,7 +26,6 @@ from .early_warning import EarlyWarning, early_warning
 from .fingerprint import fingerprint
 from .narrative import narrative
 from .risk import RiskAssessment, heuristic_risk, model_risk, risk_features
-from .streaming import EARLY_WARNING, HEALTH_FLAG, Firing
 
 
 @dataclass
@@ -36,6 +42,125 @@ class SequenceHealth:
     narrative: str = ""
     divergence: Divergence | None = None
     firings: list[Firing] = field(default_factory=list)
+
+    @property
+    def flag_names(self) -> list[str]:
+        """The health flags this sequence raised, in reporting order."""
+        return self.flags.names
+
+    @property
+    def blamed_layers(self) -> list[int]:
+        """The blamed layers, most severe first."""
+        return [b.layer for b in self.blame]
+
+
+@dataclass
+class HealthReport:
+    """CoreVital's conclusions about one ``generate()`` call: this is what the span carries and what
+    ``health_reports()`` hands to the application.
+
+    Attributes:
+        sequences: the read-out of every returned sequence, in the order ``generate`` returned them.
+        worst: the position in ``sequences`` of the sequence the span describes (highest risk, then
+            highest failure risk, then first).
+        capture: the per-step series and statistics the read-out was computed from.
+        model: the model name as on the span (``gen_ai.request.model``).
+        trace_id, span_id: the span that carries this report, as hex strings (empty when the span
+            is not recorded).
+    """
+
+    sequences: list[SequenceHealth]
+    worst: int
+    capture: rep.CaptureReport
+    model: str = ""
+    trace_id: str = ""
+    span_id: str = ""
+
+    @property
+    def primary(self) -> SequenceHealth:
+        """The read-out of the worst sequence."""
+        return self.sequences[self.worst]
+
+    @property
+    def risk_score(self) -> float:
+        """Risk of the worst sequence, 0–1."""
+        return self.primary.risk.score
+
+    @property
+    def risk_band(self) -> str:
+        """``low``, ``moderate`` or ``high``."""
+        return self.primary.risk.band
+
+    @property
+    def risk_factors(self) -> list[str]:
+        return list(self.primary.risk.factors)
+
+    @property
+    def flags(self) -> list[str]:
+        """Health flags raised by the worst sequence."""
+        return self.primary.flag_names
+
+    @property
+    def blamed_layers(self) -> list[int]:
+        return self.primary.blamed_layers
+
+    @property
+    def narrative(self) -> str:
+        return self.primary.narrative
+
+    @property
+    def interventions(self) -> list[rep.Intervention]:
+        """The sequences CoreVital stopped (``stop_on``)."""
+        return self.capture.interventions
+
+
+def worst_sequence(sequences: Sequence[SequenceHealth]) -> int:
+    """Position of the sequence with the highest risk, then the highest failure risk, then the first.
+
+    >>> from .flags import HealthFlags
+    >>> a = SequenceHealth(0, HealthFlags(), RiskAssessment(0.2))
+    >>> b = SequenceHealth(1, HealthFlags(), RiskAssessment(0.9))
+    >>> worst_sequence([a, b])
+    1
+    """
+    return max(
+        range(len(sequences)),
+        key=lambda i: (sequences[i].risk.score, sequences[i].early_warning.failure_risk, -i),
+    )
+
+
+def assess_report(
+    report: rep.CaptureReport,
+    profile: ModelProfile,
+    *,
+    calibration: CalibrationProfile | None = None,
+    token_text: Callable[[int, int], str] | None = None,
+) -> HealthReport | None:
+    """The health report of one call; ``None`` when no sequence was summarised.
+
+    Args:
+        report: the capture report of the call.
+        profile: the model profile's thresholds and risk model.
+        calibration: a healthy-run profile; gives each sequence a divergence score.
+        token_text: ``token_text(sequence_index, step)`` names a generated token (content capture
+            only; without it no token text appears in the narrative).
+    """
+    if not report.sequences:
+        return None
+    sequences = [
+        assess(
+            sequence,
+            profile,
+            sequence.firings,
+            attention_heads=report.attention_heads,
+            calibration=calibration,
+            token_text=functools.partial(token_text, sequence.index) if token_text is not None else None,
+            streamed=sequence.streamed,
+            tokens=sequence.tokens,
+        )
+        for sequence in report.sequences
+    ]
+    return HealthReport(sequences, worst_sequence(sequences), report)
 
 
 def _layer_field(fields: dict[str, np.ndarray], name: str) -> np.ndarray | None:
@@ -127,9 +252,7 @@ def assess(
     basin = _layer_field(sequence.attention_layers, "basin_score")
     basin_per_step = None
     if basin is not None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # steps with fewer than 3 keys are NaN
-            basin_per_step = np.nanmean(basin, axis=1)
+        basin_per_step = nanmean(basin, axis=1)  # steps with fewer than 3 keys are NaN
     compound = compound_signals(
         entropy,
         margin,
@@ -142,8 +265,8 @@ def assess(
         repetition_evidence=fl.REPETITION_LOOP in flags,
     )
     features = risk_features(series, sequence.output_tokens, sequence.finish_reason, tokens)
-    if profile.risk_model is not None:
-        risk = model_risk(profile.risk_model, features, flags, compound)
+    if profile.risk is not None:
+        risk = model_risk(profile.risk, features, flags, compound)
     else:
         risk = heuristic_risk(flags, entropy, margin, topk_mass, surprisal, compound)
     hidden = sequence.hidden_layers

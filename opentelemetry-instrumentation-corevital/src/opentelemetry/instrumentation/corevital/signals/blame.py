@@ -1,11 +1,12 @@
-"""Layer blame: which layers look responsible, and why (SIGNALS §7)."""
+"""Layer blame: which layers look responsible, and why (docs/signals.md, "Layer blame")."""
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from ._util import nanmean, nanstd
 
 NAN_OR_INF = "nan_or_inf"
 MID_LAYER_ANOMALY = "mid_layer_anomaly"
@@ -46,7 +47,7 @@ def layer_blame(
 
     - NaN/Inf anywhere in the layer: severity 1.0;
     - a middle layer marked by the mid-layer anomaly detector (``mid_layer_anomalies``, booleans)
-      in at least a quarter of the steps: 0.7 (an addition to SIGNALS §7: the detector already
+      in at least a quarter of the steps: 0.7 (an addition to the original tool: the detector already
       knows which layers exploded, and a z-score cannot single them out when several did);
     - collapsed heads beyond the layer's permanent ones (structural "sink" heads that are collapsed
       at every step are not blamed) in more than half of the steps: 0.4;
@@ -72,15 +73,14 @@ def layer_blame(
         blame(beyond_permanent.mean(axis=0) > 0.5, ATTENTION_COLLAPSE)
     if l2_norm is not None and np.asarray(l2_norm).size:
         norms = np.asarray(l2_norm, dtype=np.float64)
-        with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN layers give NaN
-            layer_means = np.nanmean(norms, axis=0)
-            spread = np.nanstd(layer_means)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            layer_means = nanmean(norms, axis=0)  # all-NaN layers give NaN
+            spread = float(nanstd(layer_means))
             if np.isfinite(spread) and spread > 0:
-                blame(np.abs(layer_means - np.nanmean(layer_means)) / spread > z_threshold, L2_OUTLIER)
+                blame(np.abs(layer_means - float(nanmean(layer_means))) / spread > z_threshold, L2_OUTLIER)
             decoding = norms[1:]
             if decoding.shape[0] >= 2:
-                cv = np.nanstd(decoding, axis=0) / np.abs(np.nanmean(decoding, axis=0))
+                cv = nanstd(decoding, axis=0) / np.abs(nanmean(decoding, axis=0))
                 blame(np.nan_to_num(cv, nan=0.0) > cv_threshold, L2_UNSTABLE)
     blamed = [LayerBlame(layer, sorted(set(r), key=list(_SEVERITY).index)) for layer, r in reasons.items()]
     return sorted(blamed, key=lambda b: (-b.severity, b.layer))

@@ -1,4 +1,4 @@
-"""Compound signals: patterns that only mean something together (SIGNALS §8)."""
+"""Compound signals: patterns that only mean something together (docs/signals.md, "Compound signals")."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import semconv as sc
 from ._util import finite, mean_or, slope
 
-CONTEXT_LOSS = "context_loss"
-CONFIDENT_CONFUSION = "confident_confusion"
-DEGENERATING_GENERATION = "degenerating_generation"
-ATTENTION_BOTTLENECK = "attention_bottleneck"
-CONFIDENT_REPETITION_RISK = "confident_repetition_risk"
+CONTEXT_LOSS = sc.COMPOUND_SIGNAL_CONTEXT_LOSS
+CONFIDENT_CONFUSION = sc.COMPOUND_SIGNAL_CONFIDENT_CONFUSION
+DEGENERATING_GENERATION = sc.COMPOUND_SIGNAL_DEGENERATING_GENERATION
+ATTENTION_BOTTLENECK = sc.COMPOUND_SIGNAL_ATTENTION_BOTTLENECK
+CONFIDENT_REPETITION_RISK = sc.COMPOUND_SIGNAL_CONFIDENT_REPETITION_RISK
 
 #: Every compound signal name.
 SIGNAL_NAMES: tuple[str, ...] = (

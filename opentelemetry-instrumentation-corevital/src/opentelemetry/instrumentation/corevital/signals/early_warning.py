@@ -1,4 +1,8 @@
-"""Early-warning trend detectors over the steps generated so far (SIGNALS §9, window 5)."""
+"""Early-warning trend detectors over the steps generated so far (docs/signals.md, "Early warning").
+
+Every detector reads only the ends of its series (at most the first 5 and the last 10 values), so the
+streaming monitor can run the one detector list, :func:`detect`, on short windows at every step.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +12,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import semconv as sc
 from . import flags as fl
-from ._util import as_array
+from ._util import as_array, finite_list, list_mean
 
 WINDOW = 5
 
-ENTROPY_ACCELERATING = "entropy_accelerating"
-MARGIN_COLLAPSED = "margin_collapsed"
-MARGIN_DECLINING = "margin_declining"
-SURPRISAL_VOLATILE = "surprisal_volatile"
-ENTROPY_MARGIN_DIVERGENCE = "entropy_margin_divergence"
+ENTROPY_ACCELERATING = sc.EARLY_WARNING_ENTROPY_ACCELERATING
+MARGIN_COLLAPSED = sc.EARLY_WARNING_MARGIN_COLLAPSED
+MARGIN_DECLINING = sc.EARLY_WARNING_MARGIN_DECLINING
+SURPRISAL_VOLATILE = sc.EARLY_WARNING_SURPRISAL_VOLATILE
+ENTROPY_MARGIN_DIVERGENCE = sc.EARLY_WARNING_ENTROPY_MARGIN_DIVERGENCE
 
 #: failure_risk floor of each detector, and of the health flags passed through.
 FLOORS: Mapping[str, float] = {
@@ -37,61 +42,53 @@ PASSTHROUGH: Mapping[str, float] = {
 SIGNAL_NAMES: tuple[str, ...] = tuple(FLOORS)
 
 
-def _finite(values: Iterable[float]) -> list[float]:
-    return [float(v) for v in values if math.isfinite(v)]
-
-
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values)
-
-
 # The detectors work on plain lists: they only read the ends of a series, and the streaming
 # monitor calls them at every step with a handful of values, where numpy's overhead dominates.
 
 
 def entropy_accelerating(entropy: Iterable[float]) -> bool:
     """At least 10 steps, and the last 3 changes of the 5-step moving mean are positive and growing."""
-    values = _finite(entropy)
+    values = finite_list(entropy)
     if len(values) < 10:
         return False
     tail = values[-(WINDOW + 3) :]
-    moving = [_mean(tail[i : i + WINDOW]) for i in range(4)]
+    moving = [list_mean(tail[i : i + WINDOW]) for i in range(4)]
     changes = [moving[i + 1] - moving[i] for i in range(3)]
     return changes[0] > 0 and changes[0] < changes[1] < changes[2]
 
 
 def margin_collapsed(margin: Iterable[float]) -> bool:
     """Each of the last 5 top-1/top-2 margins is below 0.1."""
-    last = _finite(margin)[-WINDOW:]
+    last = finite_list(margin)[-WINDOW:]
     return len(last) == WINDOW and all(v < 0.1 for v in last)
 
 
 def margin_declining(margin: Iterable[float]) -> bool:
     """At least 10 steps, and the mean of the last 5 margins is below 0.3 × the mean of the first 5."""
-    values = _finite(margin)
+    values = finite_list(margin)
     if len(values) < 10:
         return False
-    first = _mean(values[:WINDOW])
-    return first > 0 and _mean(values[-WINDOW:]) / first < 0.3
+    first = list_mean(values[:WINDOW])
+    return first > 0 and list_mean(values[-WINDOW:]) / first < 0.3
 
 
 def surprisal_volatile(surprisal: Iterable[float]) -> bool:
     """Coefficient of variation (population std / mean) of the last 5 surprisals above 1.5."""
-    last = _finite(surprisal)[-WINDOW:]
+    last = finite_list(surprisal)[-WINDOW:]
     if len(last) < WINDOW:
         return False
-    mean = _mean(last)
-    return mean > 0 and math.sqrt(_mean([(v - mean) ** 2 for v in last])) / mean > 1.5
+    mean = list_mean(last)
+    return mean > 0 and math.sqrt(list_mean([(v - mean) ** 2 for v in last])) / mean > 1.5
 
 
 def entropy_margin_divergence(
     entropy: Iterable[float], margin: Iterable[float], threshold_bits: float
 ) -> bool:
     """Mean entropy of the last 5 steps above the threshold while the mean margin stays above 0.3."""
-    last_entropy, last_margin = _finite(entropy)[-WINDOW:], _finite(margin)[-WINDOW:]
+    last_entropy, last_margin = finite_list(entropy)[-WINDOW:], finite_list(margin)[-WINDOW:]
     if len(last_entropy) < WINDOW or len(last_margin) < WINDOW:
         return False
-    return _mean(last_entropy) > threshold_bits and _mean(last_margin) > 0.3
+    return list_mean(last_entropy) > threshold_bits and list_mean(last_margin) > 0.3
 
 
 def detect(

@@ -1,8 +1,9 @@
-"""Fingerprint (25 numbers, version 2) and prompt hash (SIGNALS §10)."""
+"""Fingerprint (25 numbers, version 2) and keyed prompt hash (docs/signals.md, "Fingerprint")."""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -73,15 +74,19 @@ def _paired(
     return x[keep], y[keep]
 
 
-def prompt_hash(prompt_token_ids: Sequence[int] | Iterable[int], model_id: str) -> str:
-    """SHA-256 identifying a prompt without exporting it.
+def prompt_hash(prompt_token_ids: Sequence[int] | Iterable[int], model_id: str, key: bytes) -> str:
+    """Keyed hash (HMAC-SHA-256) identifying a prompt without exporting it.
 
     Computed over the prompt's token ids (padding removed) and the model id: ``generate`` sees
-    tokens, not text, so the same prompt on the same model always gets the same hash whether or
-    not a tokenizer is at hand.
+    tokens, not text. The key is a per-deployment secret (``OTEL_INSTRUMENTATION_COREVITAL_PROMPT_HASH_KEY``)
+    or, without one, random per process: the same prompt gets the same hash wherever the key is the
+    same, and nobody without the key can confirm a guessed prompt by hashing it (docs/privacy.md).
 
-    >>> prompt_hash([1, 2, 3], "m") == prompt_hash([1, 2, 3], "m") != prompt_hash([1, 2], "m")
+    >>> key = b"0123456789abcdef"
+    >>> prompt_hash([1, 2, 3], "m", key) == prompt_hash([1, 2, 3], "m", key) != prompt_hash([1, 2], "m", key)
+    True
+    >>> prompt_hash([1, 2, 3], "m", key) != prompt_hash([1, 2, 3], "m", b"another key, 16+")
     True
     """
     text = " ".join(str(int(t)) for t in prompt_token_ids) + "\n" + model_id
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return hmac.new(key, text.encode("utf-8"), hashlib.sha256).hexdigest()

@@ -1,25 +1,22 @@
-"""Health flags of one sequence (SIGNALS §2, §3, §5), each with the step where it first held."""
+"""Health flags of one sequence (docs/signals.md, "Health flags"), each with the step where it first held."""
 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._util import as_array
+from .. import semconv as sc
+from ._util import as_array, nanmedian_rows
 
-NAN = "nan_detected"
-INF = "inf_detected"
-ATTENTION_COLLAPSE = "attention_collapse"
-HIGH_ENTROPY = "high_entropy_steps"
-REPETITION_LOOP = "repetition_loop"
-MID_LAYER_ANOMALY = "mid_layer_anomaly"
-
-#: The kind of streaming firing a health flag is (see ``streaming.Firing``).
-HEALTH_FLAG_KIND = "health_flag"
+NAN = sc.FLAG_NAN_DETECTED
+INF = sc.FLAG_INF_DETECTED
+ATTENTION_COLLAPSE = sc.FLAG_ATTENTION_COLLAPSE
+HIGH_ENTROPY = sc.FLAG_HIGH_ENTROPY_STEPS
+REPETITION_LOOP = sc.FLAG_REPETITION_LOOP
+MID_LAYER_ANOMALY = sc.FLAG_MID_LAYER_ANOMALY
 
 #: Every flag name, in reporting order.
 FLAG_NAMES: tuple[str, ...] = (NAN, INF, ATTENTION_COLLAPSE, HIGH_ENTROPY, REPETITION_LOOP, MID_LAYER_ANOMALY)
@@ -90,7 +87,7 @@ def high_entropy_flag_step(high: np.ndarray | Iterable[bool], min_share: float =
 
 
 def attention_collapse(collapse_rate: np.ndarray | Iterable[float]) -> tuple[float, int | None]:
-    """Attention collapse from the per-step share of collapsed heads (SIGNALS §3).
+    """Attention collapse from the per-step share of collapsed heads (docs/signals.md).
 
     Fires on a catastrophe (mean rate > 0.70: severity 0.8) or on a trend (at least 4 steps; the
     early baseline is the mean rate over the first ``min(5, T // 3)`` steps; the peak exceeds it by
@@ -123,7 +120,7 @@ def attention_collapse(collapse_rate: np.ndarray | Iterable[float]) -> tuple[flo
 
 
 def mid_layer_anomalies(l2_norm: np.ndarray, nonfinite: np.ndarray | None, multiplier: float) -> np.ndarray:
-    """Per step and layer, whether a *middle* layer is anomalous (SIGNALS §2).
+    """Per step and layer, whether a *middle* layer is anomalous (docs/signals.md).
 
     Early layers are the first third, middle layers the second third. A middle layer is anomalous
     at a step when it has NaN/Inf or an L2 norm above ``multiplier`` × the median L2 norm of the
@@ -143,9 +140,7 @@ def mid_layer_anomalies(l2_norm: np.ndarray, nonfinite: np.ndarray | None, multi
         return marked
     third = norms.shape[1] // 3
     middle = slice(third, 2 * third)
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN early layers
-        baseline = np.nanmedian(norms[:, :third], axis=1)
+    baseline = nanmedian_rows(norms[:, :third])
     with np.errstate(invalid="ignore"):
         marked[:, middle] = np.nan_to_num(norms[:, middle], nan=0.0) > multiplier * baseline[:, None]
     if nonfinite is not None:

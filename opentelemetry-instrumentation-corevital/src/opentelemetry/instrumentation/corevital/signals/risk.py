@@ -1,9 +1,8 @@
-"""Risk score (0–1) with the factors that explain it (SIGNALS §6)."""
+"""Risk score (0–1) with the factors that explain it (docs/signals.md, "Risk score")."""
 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,6 +12,7 @@ import numpy as np
 from . import flags as fl
 from ._util import finite, mean_or
 from .compound import CompoundSignal
+from .repetition import ngram_repeat_share
 
 LOW, MODERATE, HIGH = "low", "moderate", "high"
 
@@ -55,7 +55,7 @@ def heuristic_risk(
     surprisal: np.ndarray | Iterable[float],
     compound: Sequence[CompoundSignal] = (),
 ) -> RiskAssessment:
-    """The composite score of SIGNALS §6.
+    """The original composite score (docs/signals.md, "Risk score"), used without a fitted model.
 
     NaN/Inf give 1.0. Otherwise the largest boolean floor (repetition 0.9, mid-layer anomaly 0.7,
     attention collapse its severity) plus each continuous term above its gate, plus each compound
@@ -127,23 +127,6 @@ FEATURE_FACTORS = {
     "ngram_repeat_share": "repeated_text",
 }
 SIMILARITY_HIGH = 0.95
-
-
-def ngram_repeat_share(tokens: Sequence[int], n: int = 4) -> float:
-    """Share of the n-grams of ``tokens`` that already occurred earlier in them (0 when too short).
-
-    >>> ngram_repeat_share([1, 2, 1, 2, 1, 2], n=2)
-    0.6
-    """
-    grams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
-    if not grams:
-        return 0.0
-    seen: set[tuple[int, ...]] = set()
-    repeats = 0
-    for gram in grams:
-        repeats += gram in seen
-        seen.add(gram)
-    return repeats / len(grams)
 
 
 def risk_features(
@@ -266,50 +249,6 @@ class RiskModel:
         if x.ndim == 1:
             return float(self.part(x).predict(x))
         return np.array([float(self.part(row).predict(row)) for row in x])
-
-
-def _fit_part(x: np.ndarray, labels: np.ndarray, l2: float) -> LogisticPart:
-    from .calibration import fit_logistic
-
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        mean = np.nanmean(x, axis=0) if len(x) else np.zeros(x.shape[1])
-        scale = np.nanstd(x, axis=0) if len(x) else np.ones(x.shape[1])
-    mean = np.where(np.isfinite(mean), mean, 0.0)
-    scale = np.where(np.isfinite(scale) & (scale > 1e-9), scale, 1.0)
-    z = np.where(np.isfinite(x), (x - mean) / scale, 0.0)
-    weights, intercept = fit_logistic(z, labels, l2=l2)
-    return LogisticPart(
-        RISK_FEATURES,
-        tuple(float(v) for v in mean),
-        tuple(float(v) for v in scale),
-        tuple(float(v) for v in weights),
-        float(intercept),
-    )
-
-
-def fit_risk_model(
-    features: np.ndarray,
-    labels: np.ndarray | Iterable[float],
-    split_output_tokens: int = 48,
-    l2_short: float = 10.0,
-    l2_long: float = 1.0,
-) -> RiskModel:
-    """Fit a :class:`RiskModel` on ``[samples, len(RISK_FEATURES)]`` features and 0/1 labels.
-
-    Each regime's features are standardised with its training rows' mean and standard deviation
-    (undefined values imputed with the mean); ``l2_*`` is the ridge strength on the standardised
-    weights. A regime without rows, or with one class only, gets a constant model.
-    """
-    x = np.asarray(features, dtype=np.float64)
-    y = np.asarray(list(labels), dtype=np.float64)
-    tokens = np.expm1(x[:, RISK_FEATURES.index("output_tokens_log")])
-    short = tokens <= split_output_tokens + 0.5
-    return RiskModel(
-        split_output_tokens,
-        _fit_part(x[short], y[short], l2_short),
-        _fit_part(x[~short], y[~short], l2_long),
-    )
 
 
 def model_risk(

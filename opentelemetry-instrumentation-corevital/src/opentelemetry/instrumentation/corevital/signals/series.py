@@ -11,6 +11,12 @@ import numpy as np
 
 Reduction = Literal["mean", "min", "max", "sum"]
 _NAN_REDUCTIONS: dict[str, Callable[..., Any]] = {"mean": np.nanmean, "min": np.nanmin, "max": np.nanmax}
+_PLAIN_REDUCTIONS: dict[str, Callable[..., Any]] = {
+    "mean": np.mean,
+    "min": np.min,
+    "max": np.max,
+    "sum": np.sum,
+}
 
 
 @dataclass(frozen=True)
@@ -41,7 +47,7 @@ def pooled(arrays: Iterable[np.ndarray]) -> np.ndarray:
     parts = [p for p in parts if p.size]
     if not parts:
         return np.zeros(0)
-    return np.concatenate(parts, axis=0)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
 
 
 def layer_aggregate(per_step: np.ndarray, reduction: Reduction) -> np.ndarray:
@@ -57,9 +63,12 @@ def layer_aggregate(per_step: np.ndarray, reduction: Reduction) -> np.ndarray:
         raise ValueError(f"expected a [steps, layers] array, got shape {array.shape}")
     if array.shape[0] == 0:
         return np.full(array.shape[1], np.nan)
+    nan = np.isnan(array)
+    if not nan.any():  # the common case, without the NaN-aware machinery
+        return np.asarray(_PLAIN_REDUCTIONS[reduction](array, axis=0))
     if reduction == "sum":
         return np.nansum(array, axis=0)
-    finite_any = ~np.all(np.isnan(array), axis=0)
+    finite_any = ~np.all(nan, axis=0)
     out = np.full(array.shape[1], np.nan)
     if finite_any.any():
         reduce = _NAN_REDUCTIONS[reduction]

@@ -3,33 +3,28 @@
 The capture session feeds one :class:`SequenceMonitor` per batch row with host floats: the step's
 logit metrics and NaN/Inf evidence as soon as its forward ran, then the chosen token (and its
 surprisal) as soon as it is known. Each detector fires at most once, at the step where it first
-holds; the monitor returns those firings so that the caller can record an event, and, when the
-user asked for it, stop the sequence.
+holds; the firings are handed over in the capture report (and, when the user asked for it, stop the
+sequence). A step costs O(1): the early-warning detectors see short windows (:mod:`.early_warning`
+reads only the ends of a series) and the repetition detector keeps a set of n-grams.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..report import EARLY_WARNING, HEALTH_FLAG, Firing
 from . import early_warning as ew
 from . import flags as fl
+from ._util import list_mean
 from .repetition import RepetitionDetector
 
-HEALTH_FLAG = fl.HEALTH_FLAG_KIND
-EARLY_WARNING = "early_warning"
+__all__ = ["EARLY_WARNING", "HEALTH_FLAG", "Firing", "SequenceMonitor"]
 
-
-@dataclass(frozen=True)
-class Firing:
-    """One detector firing at one step of one sequence."""
-
-    kind: str  # HEALTH_FLAG or EARLY_WARNING
-    name: str
-    step: int
-    evidence: dict[str, float]
-    time_unix_nano: int
+# The longest tails the early-warning detectors read (entropy_accelerating: 10 values).
+_TAIL = 10
 
 
 @dataclass
@@ -40,22 +35,27 @@ class SequenceMonitor:
         high_entropy_threshold_bits: the profile's entropy threshold (entropy/margin divergence).
         repetition_ngram, repetition_similarity_threshold: see :class:`RepetitionDetector`.
         eos_token_ids: a sequence ends at its first EOS; nothing after it is observed.
+        early_warning: run the early-warning detectors (the model profile decides).
     """
 
     high_entropy_threshold_bits: float = 4.0
     repetition_ngram: int = 8
     repetition_similarity_threshold: float = 0.0
     eos_token_ids: tuple[int, ...] = ()
+    early_warning: bool = True
+    #: The time (Unix ns) of a step, for replays after the fact; ``None``: the time of the call.
+    clock: Callable[[int], int] | None = None
     firings: list[Firing] = field(default_factory=list)
-    entropy: list[float] = field(default_factory=list)
-    margin: list[float] = field(default_factory=list)
-    surprisal: list[float] = field(default_factory=list)
-    similarity: list[float] = field(default_factory=list)
     ended: bool = False
-    # Finite values only, for the early-warning windows (what the detectors see after NaN removal).
-    _entropy_seen: list[float] = field(default_factory=list)
-    _margin_seen: list[float] = field(default_factory=list)
-    _surprisal_seen: list[float] = field(default_factory=list)
+    steps: int = 0
+    tokens: int = 0
+    # Finite values only: the first WINDOW and the last _TAIL of each series.
+    _entropy: list[float] = field(default_factory=list)
+    _margin_head: list[float] = field(default_factory=list)
+    _margin: list[float] = field(default_factory=list)
+    _margin_count: int = 0
+    _surprisal: list[float] = field(default_factory=list)
+    _similarity: list[float] = field(default_factory=list)
     _fired: set[str] = field(default_factory=set)
     _repetition: RepetitionDetector | None = None
 
@@ -63,6 +63,7 @@ class SequenceMonitor:
         self._repetition = RepetitionDetector(self.repetition_ngram, self.repetition_similarity_threshold)
 
     def fired(self, name: str) -> bool:
+        """Whether the detector ``name`` has fired in this sequence."""
         return name in self._fired
 
     def observe_step(
@@ -76,14 +77,17 @@ class SequenceMonitor:
         """The forward of the next step ran: its logit metrics and NaN/Inf evidence."""
         if self.ended:
             return []
-        step = len(self.entropy)
-        self.entropy.append(entropy)
-        self.margin.append(margin)
-        self.similarity.append(similarity)
+        step = self.steps
+        self.steps += 1
+        self._similarity.append(similarity)
+        del self._similarity[:-2]  # the token of this step (or the one before) is still to come
         if math.isfinite(entropy):
-            self._entropy_seen.append(entropy)
+            _push(self._entropy, entropy)
         if math.isfinite(margin):
-            self._margin_seen.append(margin)
+            if len(self._margin_head) < ew.WINDOW:
+                self._margin_head.append(margin)
+            self._margin_count += 1
+            _push(self._margin, margin)
         new: list[Firing] = []
         if nan or math.isnan(entropy):
             new += self._fire(HEALTH_FLAG, fl.NAN, step, {"entropy_is_nan": float(math.isnan(entropy))})
@@ -93,62 +97,47 @@ class SequenceMonitor:
 
     def observe_token(self, token: int, surprisal: float = math.nan) -> list[Firing]:
         """The token chosen at the latest observed step, and its surprisal (bits)."""
-        if self.ended or len(self.surprisal) >= len(self.entropy):
+        if self.ended or self.tokens >= self.steps:
             return []
-        step = len(self.surprisal)
-        self.surprisal.append(surprisal)
+        step = self.tokens
+        self.tokens += 1
+        similarity = self._similarity[-1 - (self.steps - self.tokens)]
         if math.isfinite(surprisal):
-            self._surprisal_seen.append(surprisal)
+            _push(self._surprisal, surprisal)
         new: list[Firing] = []
         assert self._repetition is not None
-        if self._repetition.update(token, self.similarity[step]):
+        if self._repetition.update(token, similarity):
             new += self._fire(HEALTH_FLAG, fl.REPETITION_LOOP, step, dict(self._repetition.evidence))
-        for name in self._early_warnings():
-            new += self._fire(EARLY_WARNING, name, step, self._evidence(name))
+        if self.early_warning:
+            # margin_declining compares the first and the last margins: past 10, pass both ends.
+            margin = (
+                self._margin if self._margin_count < _TAIL else self._margin_head + self._margin[-ew.WINDOW :]
+            )
+            for name in ew.detect(self._entropy, margin, self._surprisal, self.high_entropy_threshold_bits):
+                new += self._fire(EARLY_WARNING, name, step, self._evidence(name))
         if token in self.eos_token_ids:
             self.ended = True
         return new
 
-    def _early_warnings(self) -> list[str]:
-        """The detectors on the shortest windows that decide them, so a step costs O(1): the last
-        8 entropies (three changes of a 5-step moving mean), the first and last 5 margins, the last
-        5 surprisals (the detectors only read the ends of each series)."""
-        entropy, margin = self._entropy_seen, self._margin_seen
-        window = ew.WINDOW
-        entropy_window = entropy if len(entropy) < 10 else entropy[-10:]
-        margin_window = margin if len(margin) < 10 else margin[:window] + margin[-window:]
-        fired = []
-        if ew.entropy_accelerating(entropy_window):
-            fired.append(ew.ENTROPY_ACCELERATING)
-        if ew.margin_collapsed(margin[-window:]):
-            fired.append(ew.MARGIN_COLLAPSED)
-        if ew.margin_declining(margin_window):
-            fired.append(ew.MARGIN_DECLINING)
-        if ew.surprisal_volatile(self._surprisal_seen[-window:]):
-            fired.append(ew.SURPRISAL_VOLATILE)
-        if ew.entropy_margin_divergence(
-            entropy[-window:], margin[-window:], self.high_entropy_threshold_bits
-        ):
-            fired.append(ew.ENTROPY_MARGIN_DIVERGENCE)
-        return fired
-
     def _evidence(self, name: str) -> dict[str, float]:
         window = ew.WINDOW
         if name in (ew.MARGIN_COLLAPSED, ew.MARGIN_DECLINING):
-            return {"margin_last_mean": _mean(self.margin[-window:])}
+            return {"margin_last_mean": list_mean(self._margin[-window:])}
         if name == ew.SURPRISAL_VOLATILE:
-            return {"surprisal_last_mean": _mean(self.surprisal[-window:])}
-        return {"entropy_last_mean": _mean(self.entropy[-window:])}
+            return {"surprisal_last_mean": list_mean(self._surprisal[-window:])}
+        return {"entropy_last_mean": list_mean(self._entropy[-window:])}
 
     def _fire(self, kind: str, name: str, step: int, evidence: dict[str, float]) -> list[Firing]:
         if name in self._fired:
             return []
         self._fired.add(name)
-        firing = Firing(kind, name, step, evidence, time.time_ns())
+        firing = Firing(kind, name, step, evidence, self.clock(step) if self.clock else time.time_ns())
         self.firings.append(firing)
         return [firing]
 
 
-def _mean(values: list[float]) -> float:
-    kept = [v for v in values if not math.isnan(v)]
-    return sum(kept) / len(kept) if kept else math.nan
+def _push(tail: list[float], value: float) -> None:
+    """Append ``value`` and keep the last ``_TAIL`` values."""
+    tail.append(value)
+    if len(tail) > _TAIL:
+        del tail[0]

@@ -6,8 +6,16 @@ about OpenTelemetry or keeps state between steps.
 """
 
 from .attention import ATTENTION_LAYER_FIELDS, summarize_attention
-from .hidden import HIDDEN_LAYER_FIELDS, cosine_to_previous, last_position_layers, summarize_hidden
-from .logits import LOGIT_FIELDS, TOP_K_MASS, TOP_N_PROBS, chosen_token_surprisal, summarize_logits
+from .hidden import HIDDEN_LAYER_FIELDS, last_position_layers, summarize_hidden
+from .logits import (
+    LOGIT_FIELDS,
+    TOP_K_MASS,
+    TOP_N_PROBS,
+    chosen_probability,
+    logit_metrics,
+    summarize_logits,
+    surprisal_bits,
+)
 
 __all__ = [
     "ATTENTION_LAYER_FIELDS",
@@ -15,10 +23,11 @@ __all__ = [
     "LOGIT_FIELDS",
     "TOP_K_MASS",
     "TOP_N_PROBS",
-    "chosen_token_surprisal",
-    "cosine_to_previous",
+    "chosen_probability",
     "last_position_layers",
+    "logit_metrics",
     "summarize_attention",
     "summarize_hidden",
     "summarize_logits",
+    "surprisal_bits",
 ]

