@@ -1,4 +1,4 @@
-"""A short, deterministic narrative of one sequence's health (SIGNALS §11)."""
+"""A short, deterministic narrative of one sequence's health (docs/signals.md, "Narrative")."""
 
 from __future__ import annotations
 
