@@ -144,6 +144,115 @@ def test_attention_capture_gives_up_on_a_busy_model_and_says_why(telemetry) -> N
     assert model.config._attn_implementation != "eager"
 
 
+def test_hidden_capture_on_a_shared_model_reads_only_its_own_forwards(telemetry) -> None:
+    """Threads capturing hidden states next to plain threads on one model: every capture equals the
+    single-threaded one (transformers 4.5x collects layer outputs by patching the shared layers; the
+    forward gate keeps those forwards apart), and every output equals the plain one."""
+    model = tiny_models.llama()
+    prompts = [tiny_models.prompt(length=4 + i) for i in range(8)]  # the prompt length names the call
+
+    def run(index: int) -> Any:
+        return model.generate(**prompts[index], max_new_tokens=5, min_new_tokens=5, do_sample=False)
+
+    plain = [run(i) for i in range(8)]
+    provider = TracerProvider(sampler=SampleByThread())
+    provider.add_span_processor(SimpleSpanProcessor(telemetry.exporter))
+    instrumentor = CoreVitalInstrumentor()
+    instrumentor.instrument(
+        tracer_provider=provider, meter_provider=telemetry.meter_provider, capture="hidden"
+    )
+    try:
+        for index in range(8):
+            run(index)
+        reference = {
+            span.attributes[sc.GEN_AI_USAGE_INPUT_TOKENS]: span.attributes[sc.COREVITAL_HIDDEN_L2_NORM_SERIES]
+            for span in telemetry.spans()
+        }
+        assert len(reference) == 8
+        telemetry.exporter.clear()
+        results: dict[str, list[Any]] = defaultdict(list)
+        failures: list[BaseException] = []
+
+        def worker() -> None:
+            try:
+                for index in range(8):
+                    if threading.current_thread().name.startswith("suppressed"):
+                        with suppress_instrumentation():
+                            results[threading.current_thread().name].append(run(index))
+                    else:
+                        results[threading.current_thread().name].append(run(index))
+            except BaseException as exc:  # pragma: no cover - reported below
+                failures.append(exc)
+
+        names = ["hidden-0", "suppressed-1", "hidden-2", "unsampled-3", "hidden-4", "suppressed-5"]
+        threads = [threading.Thread(target=worker, name=name) for name in names]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert not any(t.is_alive() for t in threads), "a thread hung"
+        assert not failures, failures
+    finally:
+        instrumentor.uninstrument()
+    for name, outputs in results.items():
+        for index, output in enumerate(outputs):
+            assert_identical(plain[index], output, f"{name} call {index}")
+    spans = telemetry.spans()
+    assert len(spans) == 24  # three capturing threads x 8 calls
+    for span in spans:
+        a = span.attributes
+        assert sc.COREVITAL_ERROR_TYPE not in a, a.get(sc.COREVITAL_ERROR_TYPE)
+        assert a[sc.COREVITAL_HIDDEN_L2_NORM_SERIES] == reference[a[sc.GEN_AI_USAGE_INPUT_TOKENS]]
+
+
+def test_an_interrupted_forward_leaves_the_model_usable(instrument, telemetry) -> None:
+    """A forward stopped by a BaseException (Ctrl-C) must not leave the model locked for others."""
+    instrument(capture="hidden")
+    model = tiny_models.llama()
+    interrupt = {"left": 1}
+
+    def stop_once(module: Any, args: Any) -> None:
+        if interrupt["left"]:
+            interrupt["left"] -= 1
+            raise KeyboardInterrupt
+
+    handle = model.model.layers[1].register_forward_pre_hook(stop_once)
+    with pytest.raises(KeyboardInterrupt):
+        model.generate(**tiny_models.prompt(), max_new_tokens=3, do_sample=False)
+    handle.remove()
+    done: list[Any] = []
+    other = threading.Thread(
+        target=lambda: done.append(model.generate(**tiny_models.prompt(), max_new_tokens=3, do_sample=False))
+    )
+    other.start()
+    other.join(timeout=60)
+    assert done, "the model stayed locked after the interrupted call"
+
+
+def test_forward_gate_keeps_recording_forwards_apart() -> None:
+    from opentelemetry.instrumentation.corevital.capture.forward_gate import ForwardGate
+
+    gate = ForwardGate()
+    order: list[str] = []
+    gate.enter(exclusive=False)  # a plain forward is running
+    gate.enter(exclusive=True)  # nested in the same thread: passes
+    gate.exit()
+
+    def recording() -> None:
+        gate.enter(exclusive=True)
+        order.append("recording")
+        gate.exit()
+
+    thread = threading.Thread(target=recording)
+    thread.start()
+    thread.join(timeout=0.2)
+    assert thread.is_alive() and order == []  # waits for the plain forward
+    order.append("plain done")
+    gate.release_thread()
+    thread.join(timeout=10)
+    assert order == ["plain done", "recording"]
+
+
 # -- the generation config, wherever generate() takes it --------------------------------------------
 def _span(telemetry) -> Any:  # type: ignore[no-untyped-def]
     (span,) = telemetry.spans()

@@ -98,7 +98,10 @@ class GenerateWrapper:
             # Not traced, but still run with the model's own attention kernel (another thread may
             # be capturing attention on the same model).
             with self._safely(lambda: self._gates.own_kernel(instance), self._log_once):
-                return wrapped(*args, **kwargs)
+                try:
+                    return wrapped(*args, **kwargs)
+                finally:
+                    self._release_forward(instance)
         token = _IN_GENERATE.set(True)
         try:
             return self._traced_call(wrapped, instance, args, kwargs)
@@ -152,7 +155,10 @@ class GenerateWrapper:
             ):
                 try:
                     with capture:
-                        result = wrapped(*args, **kwargs)
+                        try:
+                            result = wrapped(*args, **kwargs)
+                        finally:
+                            self._release_forward(model)
                 except BaseException as exc:
                     record = CallRecord(request, started, time.perf_counter(), exception=exc,
                                         internal_errors=errors)  # fmt: skip
@@ -167,6 +173,13 @@ class GenerateWrapper:
         if record.health is not None:
             guard("delivering the health report", self._delivery.deliver, record.health, internal_error)
         return result
+
+    def _release_forward(self, model: Any) -> None:
+        """Let go of the model's forward gate if an interrupted forward left it held."""
+        try:
+            self._hooks.release(model)
+        except Exception as exc:  # pragma: no cover - defensive: never on the user's path
+            self._log_once("releasing the forward gate", exc)
 
     def _open_session(
         self,

@@ -2,13 +2,16 @@
 
 The hooks do nothing unless a capture session for *this* model is current in the calling
 context (a context variable), so concurrent threads, nested ``generate`` calls of an assistant
-model and plain ``forward`` calls by the user are untouched.
+model and plain ``forward`` calls by the user are untouched. Where the installed transformers needs
+it (:mod:`.forward_gate`), the hooks also keep a forward that records layer outputs from overlapping
+any other forward of the same model.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import logging
 import threading
 import weakref
@@ -17,6 +20,7 @@ from typing import Any
 
 import torch
 
+from .forward_gate import ForwardGate, layer_outputs_need_gate
 from .session import CaptureSession
 
 logger = logging.getLogger(__name__)
@@ -47,19 +51,41 @@ def _session_for(module: torch.nn.Module) -> CaptureSession | None:
     return session
 
 
+def _records_layers(module: torch.nn.Module, kwargs: dict[str, Any]) -> bool:
+    config = getattr(module, "config", None)
+    return bool(
+        kwargs.get("output_hidden_states")
+        or kwargs.get("output_attentions")
+        or getattr(config, "output_hidden_states", False)
+        or getattr(config, "output_attentions", False)
+    )
+
+
 def _pre_hook(
-    module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+    gate: ForwardGate | None, module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
     session = _session_for(module)
-    if session is None:
-        return None
-    return session.before_forward(args, kwargs)
+    changed = session.before_forward(args, kwargs) if session is not None else None
+    if gate is not None:
+        gate.enter(exclusive=_records_layers(module, changed[1] if changed is not None else kwargs))
+    return changed
 
 
-def _post_hook(module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
-    session = _session_for(module)
-    if session is not None:
-        session.after_forward(kwargs, output)
+def _post_hook(
+    gate: ForwardGate | None,
+    module: torch.nn.Module,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    output: Any,
+) -> None:
+    # Registered with always_call: it also runs when the forward raised (``output`` is then None).
+    try:
+        session = _session_for(module)
+        if session is not None and output is not None:
+            session.after_forward(kwargs, output)
+    finally:
+        if gate is not None:
+            gate.exit()
 
 
 class HookRegistry:
@@ -69,6 +95,7 @@ class HookRegistry:
         self._handles: weakref.WeakKeyDictionary[torch.nn.Module, tuple[Any, Any]] = (
             weakref.WeakKeyDictionary()
         )
+        self._gates: weakref.WeakKeyDictionary[torch.nn.Module, ForwardGate] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
 
     def ensure(self, model: torch.nn.Module) -> None:
@@ -78,9 +105,20 @@ class HookRegistry:
         with self._lock:
             if model in self._handles:
                 return
-            pre = model.register_forward_pre_hook(_pre_hook, with_kwargs=True)
-            post = model.register_forward_hook(_post_hook, with_kwargs=True)
+            gate = ForwardGate() if layer_outputs_need_gate() else None
+            if gate is not None:
+                self._gates[model] = gate
+            pre = model.register_forward_pre_hook(functools.partial(_pre_hook, gate), with_kwargs=True)
+            post = model.register_forward_hook(
+                functools.partial(_post_hook, gate), with_kwargs=True, always_call=True
+            )
             self._handles[model] = (pre, post)
+
+    def release(self, model: torch.nn.Module) -> None:
+        """Release the forward gate this thread may still hold on ``model`` (end of a call)."""
+        gate = self._gates.get(model)
+        if gate is not None:
+            gate.release_thread()
 
     def __len__(self) -> int:
         return len(self._handles)
@@ -92,3 +130,4 @@ class HookRegistry:
                 pre.remove()
                 post.remove()
             self._handles.clear()
+            self._gates.clear()

@@ -1,0 +1,96 @@
+"""One forward at a time while a forward records its layers' outputs, where transformers needs it.
+
+transformers 4.5x returns ``output_hidden_states`` / ``output_attentions`` of the newer model classes
+by *monkey-patching* each decoder layer's ``forward`` for the duration of the call
+(``utils.generic.check_model_inputs``) and collecting into a dict local to that call. Two threads
+running the same model at once then see each other's patches: a forward that asked for hidden states
+collects another thread's layer outputs (wrong shapes, or wrong data of the right shape), and patches
+restored out of order can stay installed. transformers 5 records through forward hooks and a context
+variable (``utils.output_capturing``) and needs none of this.
+
+Where it is needed, :class:`ForwardGate` makes each forward of a model that records layer outputs
+*exclusive* and every other forward of that model *shared*: recording forwards never overlap any
+other forward of the same model, plain forwards still run in parallel with each other. Forwards
+nest (a forward inside a forward of the same thread passes through). The generate wrapper releases
+whatever its thread still holds when the call ends, so an interrupted forward cannot leave the
+model locked.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import threading
+from typing import Literal
+
+Mode = Literal["exclusive", "shared", "nested"]
+
+
+@functools.cache
+def layer_outputs_need_gate() -> bool:
+    """Whether the installed transformers collects layer outputs in a way threads can corrupt."""
+    try:
+        return importlib.util.find_spec("transformers.utils.output_capturing") is None
+    except (ImportError, ValueError):  # pragma: no cover - transformers always importable here
+        return True
+
+
+class ForwardGate:
+    """Shared/exclusive use of one model's forward (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._shared = 0
+        self._exclusive = False
+        self._exclusive_waiting = 0
+        self._held = threading.local()
+
+    def _stack(self) -> list[Mode]:
+        stack: list[Mode] | None = getattr(self._held, "stack", None)
+        if stack is None:
+            stack = self._held.stack = []
+        return stack
+
+    def enter(self, exclusive: bool) -> None:
+        """Hold the forward, exclusively or shared; a nested forward of this thread passes."""
+        stack = self._stack()
+        if stack:
+            stack.append("nested")
+            return
+        with self._condition:
+            if exclusive:
+                self._exclusive_waiting += 1
+                try:
+                    while self._exclusive or self._shared:
+                        self._condition.wait()
+                finally:
+                    self._exclusive_waiting -= 1
+                self._exclusive = True
+            else:
+                # Waiting exclusive forwards go first, so a stream of plain forwards cannot starve them.
+                while self._exclusive or self._exclusive_waiting:
+                    self._condition.wait()
+                self._shared += 1
+        stack.append("exclusive" if exclusive else "shared")
+
+    def exit(self) -> None:
+        """Release what the matching :meth:`enter` took (nothing when this thread holds nothing)."""
+        stack = self._stack()
+        if stack:
+            self._release(stack.pop())
+
+    def release_thread(self) -> None:
+        """Release everything this thread still holds (a forward interrupted by a BaseException)."""
+        stack = self._stack()
+        while stack:
+            self._release(stack.pop())
+
+    def _release(self, mode: Mode) -> None:
+        if mode == "nested":
+            return
+        with self._condition:
+            if mode == "exclusive":
+                self._exclusive = False
+            else:
+                self._shared -= 1
+            self._condition.notify_all()
