@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+import tiny_models
 from opentelemetry.instrumentation.corevital.capture.similarity import StateSimilarity
 from opentelemetry.instrumentation.corevital.summaries import (
     ATTENTION_LAYER_FIELDS,
@@ -117,6 +118,48 @@ def test_hidden_nan_inf_and_clamping() -> None:
     assert stats[0, column("clipped_count", HIDDEN_LAYER_FIELDS)] == 1
     assert stats[0, column("max_abs", HIDDEN_LAYER_FIELDS)] == 1e6
     assert torch.isfinite(stats).all()
+
+
+def test_hidden_blocks_equal_step_by_step_statistics() -> None:
+    """Block-wise statistics (across block boundaries, a size-limited block, a step with NaN/Inf)
+    equal the step-by-step ones."""
+    from opentelemetry.instrumentation.corevital.capture.hidden_blocks import HiddenSummaryBlocks
+
+    torch.manual_seed(3)
+    steps = [torch.randn(3, 2, 16) * (1 + i) for i in range(9)]  # [layers, rows, hidden]
+    steps[4][1, 0, 2] = float("nan")
+    steps[6][0, 1, 5] = float("inf")
+    expected = torch.stack([summarize_hidden(step).flatten(1) for step in steps])  # [steps, rows, L*F]
+    for blocks in (HiddenSummaryBlocks(max_block=4), HiddenSummaryBlocks(block_bytes=3 * 2 * 16 * 4 * 2)):
+        for step in steps:
+            blocks.push(step)
+        result = blocks.results()
+        assert result is not None and result.shape == expected.shape
+        torch.testing.assert_close(result, expected)
+    assert HiddenSummaryBlocks().results() is None
+
+
+def test_deferred_and_live_hidden_capture_agree(instrument) -> None:
+    """Without stop_on the hidden statistics are computed in blocks at the end; with stop_on step by
+    step. Both read-outs are the same."""
+    from opentelemetry.instrumentation.corevital import health_reports
+
+    model = tiny_models.llama()
+    captured = {}
+    for stop_on in ("", "nan"):
+        instrumentor = instrument(capture="hidden", stop_on=stop_on)
+        with health_reports() as reports:
+            model.generate(**tiny_models.prompt(batch=2), max_new_tokens=40, min_new_tokens=40)
+        instrumentor.uninstrument()
+        (sequence, _) = reports.last.capture.sequences
+        captured[stop_on] = sequence
+    deferred, live = captured[""], captured["nan"]
+    assert deferred.hidden_layers.keys() == live.hidden_layers.keys() == set(HIDDEN_LAYER_FIELDS)
+    for name in HIDDEN_LAYER_FIELDS:
+        assert deferred.hidden_layers[name].shape == (40, 4)
+        np.testing.assert_allclose(deferred.hidden_layers[name], live.hidden_layers[name], rtol=1e-5)
+    for name, values in live.series.items():
+        np.testing.assert_allclose(deferred.series[name], values, rtol=1e-5, atol=1e-6, equal_nan=True)
 
 
 def test_state_similarity_previous_and_max() -> None:

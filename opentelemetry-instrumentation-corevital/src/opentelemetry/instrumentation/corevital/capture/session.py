@@ -39,6 +39,7 @@ from ..summaries import (
     summarize_logits,
     surprisal_bits,
 )
+from .hidden_blocks import HiddenSummaryBlocks
 from .layout import StepLayout
 from .similarity import StateSimilarity
 
@@ -158,6 +159,7 @@ class CaptureSession:
         self._chosen: list[torch.Tensor] = []  # per step: the probability of the token chosen there
         self._prev_probs: torch.Tensor | None = None
         self._similarity = StateSimilarity()
+        self._hidden_blocks = HiddenSummaryBlocks()
         self._nan_columns: torch.Tensor | None = None
         self._hidden_size = 0
         self._attention_heads = 0
@@ -248,13 +250,15 @@ class CaptureSession:
                 raise CaptureError("the forward returned no hidden states")
             layers = last_position_layers(hidden)
             hidden_layers, self._hidden_size = int(layers.shape[0]), int(layers.shape[-1])
-            hidden_summary = summarize_hidden(layers)
             if self._live:
+                hidden_summary = summarize_hidden(layers)
                 previous, similarity = self._similarity.update(layers[-1])
                 parts += [hidden_summary.flatten(1), previous[:, None], similarity[:, None]]
-            else:  # computed in blocks and filled in at the end
+            else:  # statistics and similarities computed in blocks and filled in at the end
                 self._similarity.push(layers[-1])
-                parts += [hidden_summary.flatten(1), self._placeholder(layers.shape[1], layers.device)]
+                self._hidden_blocks.push(layers)
+                width = hidden_layers * len(HIDDEN_LAYER_FIELDS) + 2
+                parts.append(self._placeholder(layers.shape[1], width, layers.device))
         if self.level.captures_attention:
             attentions = getattr(output, "decoder_attentions" if encoder_decoder else "attentions", None)
             present = [a for a in attentions or () if a is not None]
@@ -289,11 +293,12 @@ class CaptureSession:
             self._stream_step(packed_logits, similarity, hidden_summary)
         self._token_pending = True
 
-    def _placeholder(self, rows: int, device: torch.device) -> torch.Tensor:
-        """Two NaN columns standing for the similarities until they are computed (reused)."""
+    def _placeholder(self, rows: int, width: int, device: torch.device) -> torch.Tensor:
+        """NaN columns standing for the hidden-state statistics and similarities until they are
+        computed (reused)."""
         cached = self._nan_columns
-        if cached is None or cached.shape[0] != rows or cached.device != device:
-            cached = self._nan_columns = torch.full((rows, 2), float("nan"), device=device)
+        if cached is None or cached.shape != (rows, width) or cached.device != device:
+            cached = self._nan_columns = torch.full((rows, width), float("nan"), device=device)
         return cached
 
     # -- streaming (live, with stop_on) ---------------------------------------------------------
@@ -417,6 +422,9 @@ class CaptureSession:
         total_steps, rows, _ = packed.shape
         layout = self._layout
         if layout.hidden_layers and not self._live:
+            summaries = self._hidden_blocks.results()
+            if summaries is not None and summaries.shape[:2] == (total_steps, rows):
+                packed[:, :, layout.hidden] = summaries.to(packed.device)
             similarities = self._similarity.results()
             if similarities is not None and similarities[0].shape[0] == total_steps:
                 packed[:, :, layout.cosine_previous] = similarities[0].to(packed.device)
@@ -438,6 +446,7 @@ class CaptureSession:
             chosen[-1] = chosen_probability(self._prev_probs, sequences[:, last_column]).to(chosen.device)
         self._prev_probs = None
         self._similarity.clear()
+        self._hidden_blocks.clear()
         self._chosen.clear()
         # The one device -> host transfer of the series.
         host = torch.cat((packed, chosen[..., None]), dim=-1).cpu().numpy().astype(np.float64)

@@ -14,6 +14,8 @@ it, with the same results:
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 #: How many earlier last-layer states the similarity looks back over (bounded memory).
@@ -128,7 +130,13 @@ class StateSimilarity:
         assert self._states is not None
         band = self._band
         if band is None or band.device != self._states.device:
-            index = torch.arange(self._capacity, device=self._states.device)
-            back = index[:, None] - index[None, :]
-            band = self._band = (back < 2) | (back > self.window)
+            band = self._band = _outside_band(self._capacity, self.window, self._states.device)
         return band
+
+
+@functools.lru_cache(maxsize=8)
+def _outside_band(capacity: int, window: int, device: torch.device) -> torch.Tensor:
+    """The step-distance mask, built once per shape and device (read only)."""
+    index = torch.arange(capacity, device=device)
+    back = index[:, None] - index[None, :]
+    return (back < 2) | (back > window)
