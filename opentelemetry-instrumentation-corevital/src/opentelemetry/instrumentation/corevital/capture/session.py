@@ -2,9 +2,11 @@
 
 Per forward (the first being the prefill) the session summarises the step on the model's device
 and appends one packed ``[rows, features]`` float32 tensor (columns named by :class:`StepLayout`);
-the only other state it keeps across steps is O(1): the previous step's probabilities (to score the
-token chosen next), a bounded ring of last-layer states (:class:`StateSimilarity`) and one streaming
-monitor per row. The hidden states and attentions it asked the forward for are dropped from the
+the only other state it keeps across steps is bounded: the previous step's probabilities (to score
+the token chosen next), a ring of last-layer states (:class:`StateSimilarity`), at the ``hidden``
+level a block of up to 32 steps' last-position layer states whose statistics are computed together
+(:class:`HiddenSummaryBlocks`, unless ``stop_on`` needs them at every step) and one streaming monitor
+per row. The hidden states and attentions it asked the forward for are dropped from the
 outputs as soon as they are summarised, so ``generate`` holds exactly the memory it would hold
 uninstrumented. When the call returns, :meth:`CaptureSession.finalize` copies the packed steps to
 the host in one transfer and hands over one complete :class:`~..report.CaptureReport`; nothing
