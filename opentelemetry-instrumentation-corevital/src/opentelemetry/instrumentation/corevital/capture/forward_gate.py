@@ -23,7 +23,7 @@ import importlib.util
 import threading
 from typing import Literal
 
-Mode = Literal["exclusive", "shared", "nested"]
+Mode = Literal["exclusive", "alongside", "nested"]
 
 
 @functools.cache
@@ -71,7 +71,7 @@ class ForwardGate:
                 while self._exclusive or self._exclusive_waiting:
                     self._condition.wait()
                 self._shared += 1
-        stack.append("exclusive" if exclusive else "shared")
+        stack.append("exclusive" if exclusive else "alongside")
 
     def exit(self) -> None:
         """Release what the matching :meth:`enter` took (nothing when this thread holds nothing)."""
