@@ -45,6 +45,13 @@ class RiskPart(BaseModel):
     scale: list[float]
     weights: list[float]
     intercept: float
+    training_failure_rate: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="Share of failures among the generations this part was fitted on (the prior its "
+        "intercept carries; the score is shifted from it to the expected failure rate). None: no shift",
+    )
 
 
 class RiskModelSpec(BaseModel):
