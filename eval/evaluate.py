@@ -30,10 +30,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from eval import graders, heldout  # noqa: E402
+from eval import graders, heldout, lead_times  # noqa: E402
 from eval.metrics import brier_score, expected_calibration_error  # noqa: E402
 from opentelemetry.instrumentation.corevital import semconv as sc  # noqa: E402
 from opentelemetry.instrumentation.corevital.fitting import fit_platt, fit_risk_model  # noqa: E402
+from opentelemetry.instrumentation.corevital.profiles import ModelProfile  # noqa: E402
 from opentelemetry.instrumentation.corevital.signals.repetition import (  # noqa: E402
     RepetitionDetector,
     first_repeated_ngram,
@@ -547,10 +548,84 @@ def evaluate(items: list[Item], report: Path, plots: Path, command: str) -> dict
         for threshold in (0.2, 0.3, 0.5):
             swept = np.array([graders.loop(dev[k].tokens, threshold) for k in loop_index])
             lines.append(f"| {threshold} | {int(swept.sum())} | {fmt(auroc(risk[loop_index], swept))} |")
+    warning_lines, results["early_warning"] = early_warning_section(dev)
+    lines += warning_lines
     lines += ["", "## Plots", ""] + [f"![{t}](evaluation/{t}.png)" for t in results["tasks"]]
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text("\n".join(lines) + "\n")
     return results
+
+
+def early_warning_records(dev: list[Item]) -> dict[str, dict[str, lead_times.DetectorRecord]]:
+    """The early-warning detectors on the loop set (lead time before the first repeated 8-gram)
+    and on the short answers (wrong vs correct), at the default profile's entropy threshold."""
+    threshold = ModelProfile().high_entropy_threshold_bits
+
+    def generation(item: Item) -> lead_times.Generation:
+        return lead_times.Generation(
+            item.series["entropy"], item.series["margin"], item.series["surprisal"], item.tokens, item.label
+        )
+
+    return {
+        kind: lead_times.measure(
+            [generation(i) for i in dev if (i.task == "loops") == loops], threshold, loops
+        )
+        for kind, loops in (("loops", True), ("short answers", False))
+    }
+
+
+def early_warning_benefit(dev: list[Item]) -> bool:
+    """Whether any early-warning detector showed a measured benefit (``lead_times``)."""
+    records = early_warning_records(dev)
+    return any(r.benefit(kind == "loops") for kind, rs in records.items() for r in rs.values())
+
+
+def early_warning_section(dev: list[Item]) -> tuple[list[str], dict[str, Any]]:
+    records = early_warning_records(dev)
+    benefit = any(r.benefit(kind == "loops") for kind, rs in records.items() for r in rs.values())
+    lines = [
+        "",
+        "## Early warning: lead times of the trend detectors",
+        "",
+        "Each detector of `signals/early_warning.py` run step by step over the cached series. *Loops*: "
+        "caught = fired on a loop, false alarm = fired on another long output, lead = first repeated 8-gram "
+        "step − firing step (positive: before the loop was visible). *Short answers*: caught = fired on a wrong "
+        f"answer, false alarm = fired on a correct one. A detector counts as useful when caught − false alarms ≥ "
+        f"{lead_times.MIN_YOUDEN} and, on loops, it fires before the loop is visible in at least half the loops "
+        "it catches.",
+        "",
+        "| set | detector | caught | false alarms | caught − false alarms | leads (median [quartiles]) | "
+        "warned before visible | useful |",
+        "|---|---|---:|---:|---:|---|---:|:---:|",
+    ]
+    out: dict[str, Any] = {"benefit": benefit}
+    for kind, rs in records.items():
+        for name, r in rs.items():
+            leads = np.array(r.leads, dtype=float)
+            lead_text = (
+                f"{fmt(float(np.median(leads)), 1)} [{fmt(float(np.percentile(leads, 25)), 1)}, "
+                f"{fmt(float(np.percentile(leads, 75)), 1)}]"
+                if leads.size
+                else "—"
+            )
+            lines.append(
+                f"| {kind} | `{name}` | {r.fired_positive}/{r.positives} | {r.fired_negative}/{r.negatives} | "
+                f"{fmt(r.youden, 2)} | {lead_text} | {fmt(100 * r.early_share, 0) + '%' if r.leads else '—'} | "
+                f"{'yes' if r.benefit(kind == 'loops') else 'no'} |"
+            )
+            out[f"{kind}/{name}"] = {
+                "caught": r.catch_rate, "false_alarms": r.false_alarm_rate, "leads": r.leads,
+                "useful": r.benefit(kind == "loops"),
+            }  # fmt: skip
+    lines += [
+        "",
+        "Measured benefit: **"
+        + ("yes" if benefit else "none")
+        + "**, so the shipped profile has `early_warning: "
+        + ("true" if benefit else "false")
+        + "` (written by `--write-profile`).",
+    ]
+    return lines, out
 
 
 def targets_section(
@@ -615,10 +690,16 @@ def write_profile(items: list[Item], profile: Path) -> RiskModel:
     data = yaml.safe_load(profile.read_text()) or {}
     data["repetition_ngram"] = ngram
     data["repetition_similarity_threshold"] = threshold
+    data["early_warning"] = early_warning_benefit(items)
     data["risk_model"] = model.to_mapping()
-    header = [line for line in profile.read_text().splitlines() if line.startswith("#")]
+    header = [
+        line
+        for line in profile.read_text().splitlines()
+        if line.startswith("#") and not line.startswith("# risk_model")  # that line is rewritten below
+    ]
     header.append(
-        "# risk_model and repetition_* are fitted by eval/evaluate.py --write-profile (docs/evaluation.md)."
+        "# risk_model, repetition_* and early_warning are written by eval/evaluate.py --write-profile "
+        "(docs/evaluation.md)."
     )
     profile.write_text(
         "\n".join(dict.fromkeys(header)) + "\n" + yaml.safe_dump(data, sort_keys=False, width=110)

@@ -288,8 +288,11 @@ def assess(
     if l2 is not None and fl.MID_LAYER_ANOMALY in flags:
         exploded = fl.mid_layer_anomalies(l2, _nonfinite(hidden), profile.l2_explosion_multiplier)
     blamed = layer_blame(l2, _nonfinite(hidden), collapsed, exploded)
-    # The streaming monitor already ran the detectors step by step; without one, scan the series.
-    already = {f.name: f.step for f in firings if f.kind == EARLY_WARNING} if streamed else None
+    # The streaming monitor already ran the detectors step by step; without one, scan the series
+    # (unless the profile turns the detectors off: then only the flags pass through).
+    already: dict[str, int] | None = None
+    if streamed or not profile.early_warning:
+        already = {f.name: f.step for f in firings if f.kind == EARLY_WARNING}
     warning = early_warning(entropy, margin, surprisal, profile.high_entropy_threshold_bits, flags, already)
     all_firings = list(firings)
     reported = {f.name for f in firings}
