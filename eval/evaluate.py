@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import math
 import platform
@@ -73,6 +74,7 @@ class Item:
     series: dict[str, np.ndarray]
     finish_reason: str
     seconds: float
+    prompt_ids: list[int] | None = None
     label: bool = False
     features: np.ndarray = field(default_factory=lambda: np.zeros(0))
     fold: int = 0
@@ -84,6 +86,29 @@ class Item:
             return "raw continuation"
         words = re.findall(r"[A-Za-z]+", self.row["prompt"])
         return "chat: " + (words[0] if words else "?")
+
+
+@functools.cache
+def _tokenizer() -> Any:
+    from transformers import AutoTokenizer
+
+    from opentelemetry.instrumentation.corevital.demo_model import GGUF_FILE, smollm2_directory
+
+    return AutoTokenizer.from_pretrained(str(smollm2_directory()), gguf_file=GGUF_FILE)
+
+
+def prompt_tokens(item: Item) -> list[int]:
+    """The prompt token ids the model saw: cached by ``generate.py``; for generations cached before
+    it recorded them, tokenised again the same way."""
+    if item.prompt_ids is None:
+        tokenizer = _tokenizer()
+        if item.row.get("chat", True):
+            messages = [{"role": "user", "content": item.row["prompt"]}]
+            encoded = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)
+            item.prompt_ids = list(encoded["input_ids"])
+        else:
+            item.prompt_ids = list(tokenizer(item.row["prompt"])["input_ids"])
+    return item.prompt_ids
 
 
 def load(cache: Path) -> list[Item]:
@@ -101,14 +126,17 @@ def load(cache: Path) -> list[Item]:
                       for k, vs in record["series"].items()}  # fmt: skip
             reasons = record["attributes"].get(sc.GEN_AI_RESPONSE_FINISH_REASONS) or [sc.FINISH_REASON_STOP]
             items[record["key"]] = Item(
-                set_name, task, row, record["tokens"], record["text"], series, reasons[0], record["seconds"]
-            )
+                set_name, task, row, record["tokens"], record["text"], series, reasons[0], record["seconds"],
+                record.get("prompt_tokens"),
+            )  # fmt: skip
     result = sorted(items.values(), key=lambda i: (i.set_name, i.row["prompt"]))
     for item in result:
         item.label = (
             graders.loop(item.tokens) if item.task == "loops" else graders.qa_wrong(item.row, item.text)
         )
-        item.features = risk_features(item.series, len(item.tokens), item.finish_reason, item.tokens)
+        item.features = risk_features(
+            item.series, len(item.tokens), item.finish_reason, item.tokens, prompt_tokens(item)
+        )
     # folds: stratified by task and label, by prompt (every item is its own prompt)
     rng = np.random.default_rng(SEED)
     by_stratum: dict[tuple[str, bool], list[Item]] = defaultdict(list)
@@ -548,6 +576,8 @@ def evaluate(items: list[Item], report: Path, plots: Path, command: str) -> dict
         for threshold in (0.2, 0.3, 0.5):
             swept = np.array([graders.loop(dev[k].tokens, threshold) for k in loop_index])
             lines.append(f"| {threshold} | {int(swept.sum())} | {fmt(auroc(risk[loop_index], swept))} |")
+    ablation_lines, results["ablation"] = ablation_section(dev, oof, loto)
+    lines += ablation_lines
     warning_lines, results["early_warning"] = early_warning_section(dev)
     lines += warning_lines
     lines += ["", "## Plots", ""] + [f"![{t}](evaluation/{t}.png)" for t in results["tasks"]]
@@ -625,6 +655,53 @@ def early_warning_section(dev: list[Item]) -> tuple[list[str], dict[str, Any]]:
         + ("true" if benefit else "false")
         + "` (written by `--write-profile`).",
     ]
+    return lines, out
+
+
+#: Features whose worth the report checks by leaving them out (docs/signals.md, "Risk score").
+ABLATED = ("first_new_token_surprisal",)
+
+
+def ablation_section(
+    dev: list[Item], oof: heldout.HeldOut, loto: heldout.HeldOut
+) -> tuple[list[str], dict[str, Any]]:
+    """AUROC per task of the same pipeline with each of :data:`ABLATED` left out (its column
+    undefined, so it is imputed as average and carries no weight), out-of-fold and leave-one-task-out."""
+    y = np.array([i.label for i in dev], dtype=float)
+    tasks = np.array([i.task for i in dev])
+    folds = np.array([i.fold for i in dev])
+    qa_present = [t for t in QA_TASKS if t in set(tasks)]
+    lines = [
+        "",
+        "## Answer-aware features: with and without",
+        "",
+        "The same pipeline refitted with the feature left out, scored the same way (5-fold / leave-one-task-out).",
+        "",
+        "| task | with all features | " + " | ".join(f"without `{f}`" for f in ABLATED) + " |",
+        "|---|---|" + "---|" * len(ABLATED),
+    ]
+    out: dict[str, Any] = {}
+    variants = []
+    for feature in ABLATED:
+        x = np.stack([i.features for i in dev])
+        x[:, RISK_FEATURES.index(feature)] = np.nan
+        variants.append(
+            (heldout.held_out(x, y, folds), heldout.held_out(x, y, tasks, score_groups=qa_present))
+        )
+    for task in TASKS:
+        index = task_index(dev, task)
+        if not index:
+            continue
+        labels = y[index].astype(bool)
+
+        scored = [(oof, loto), *variants]
+        cells = [
+            f"{fmt(auroc(a.raw[index], labels))} / "
+            + (fmt(auroc(b.raw[index], labels)) if task in qa_present else "—")
+            for a, b in scored
+        ]
+        out[task] = cells
+        lines.append(f"| {task} | " + " | ".join(cells) + " |")
     return lines, out
 
 

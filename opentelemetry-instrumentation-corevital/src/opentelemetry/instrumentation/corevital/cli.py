@@ -137,7 +137,11 @@ def calibrate(args: argparse.Namespace) -> int:
                 record = {
                     "index": index,
                     "features": risk_features(
-                        sequence.series, sequence.output_tokens, sequence.finish_reason, generated
+                        sequence.series,
+                        sequence.output_tokens,
+                        sequence.finish_reason,
+                        generated,
+                        inputs["input_ids"][0].tolist(),
                     ).tolist(),
                     "series": {name: sequence.series[name].tolist() for name in PROFILE_SERIES},
                     "layers": {

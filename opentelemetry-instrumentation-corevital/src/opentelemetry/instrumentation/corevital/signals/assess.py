@@ -277,7 +277,9 @@ def assess(
         collapsed_head_share=share,
         repetition_evidence=fl.REPETITION_LOOP in flags,
     )
-    features = risk_features(series, sequence.output_tokens, sequence.finish_reason, tokens)
+    features = risk_features(
+        series, sequence.output_tokens, sequence.finish_reason, tokens, sequence.prompt_tokens
+    )
     if profile.risk is not None:
         risk = model_risk(profile.risk, features, flags, compound, expected_failure_rate)
     else:

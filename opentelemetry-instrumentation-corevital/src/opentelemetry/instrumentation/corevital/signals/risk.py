@@ -110,6 +110,7 @@ RISK_FEATURES: tuple[str, ...] = (
     "similarity_max",
     "similarity_high_share",
     "ngram_repeat_share",
+    "first_new_token_surprisal",
 )
 
 #: What a feature that raises the risk says, as a risk factor name.
@@ -125,8 +126,28 @@ FEATURE_FACTORS = {
     "similarity_max": "state_revisited",
     "similarity_high_share": "state_revisited",
     "ngram_repeat_share": "repeated_text",
+    "first_new_token_surprisal": "uncertain_answer_start",
 }
 SIMILARITY_HIGH = 0.95
+
+
+def first_new_token_surprisal(
+    surprisal: np.ndarray | Iterable[float], tokens: Sequence[int], prompt_tokens: Sequence[int]
+) -> float:
+    """Surprisal of the first generated token that does not occur in the prompt: where the answer
+    starts saying something new, after any words it repeats from the question ("The capital of
+    France is" → "Paris"). NaN when every generated token occurs in the prompt, or without tokens.
+
+    >>> first_new_token_surprisal([0.1, 0.2, 3.0], [5, 6, 9], [1, 5, 6])
+    3.0
+    """
+    values = np.asarray(list(surprisal) if not isinstance(surprisal, np.ndarray) else surprisal, dtype=float)
+    seen = set(prompt_tokens)
+    for step, token in enumerate(tokens[: len(values)]):
+        if token not in seen:
+            value = float(values[step])
+            return value if math.isfinite(value) else float("nan")
+    return float("nan")
 
 
 def risk_features(
@@ -134,6 +155,7 @@ def risk_features(
     output_tokens: int,
     finish_reason: str,
     tokens: Sequence[int] = (),
+    prompt_tokens: Sequence[int] = (),
 ) -> np.ndarray:
     """The :data:`RISK_FEATURES` of one sequence (NaN where a feature is undefined)."""
 
@@ -157,6 +179,7 @@ def risk_features(
             float(similarity.max()) if similarity.size else float("nan"),
             float((similarity > SIMILARITY_HIGH).mean()) if similarity.size else float("nan"),
             ngram_repeat_share(list(tokens)),
+            first_new_token_surprisal(series.get("surprisal", np.zeros(0)), list(tokens), prompt_tokens),
         ]
     )
 
