@@ -651,9 +651,9 @@ def early_warning_section(dev: list[Item]) -> tuple[list[str], dict[str, Any]]:
         "",
         "Measured benefit: **"
         + ("yes" if benefit else "none")
-        + "**, so the shipped profile has `early_warning: "
+        + "**, so `--write-profile` writes `early_warning: "
         + ("true" if benefit else "false")
-        + "` (written by `--write-profile`).",
+        + "` into the default profile.",
     ]
     return lines, out
 
