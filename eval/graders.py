@@ -69,12 +69,16 @@ def loop(tokens: Sequence[int], threshold: float = 0.3) -> bool:
 
 
 TASK_OF = {"capital": "capital", "element_symbol": "element_symbol", "addition": "arithmetic",
-           "multiplication": "arithmetic"}  # fmt: skip
+           "multiplication": "arithmetic", "easy_capital": "easy", "easy_sum": "easy",
+           "easy_symbol": "easy"}  # fmt: skip
+
+#: The easy panel's row tasks (``easy-dev.jsonl``) and the grader each one shares with a dev task.
+EASY_GRADER = {"easy_capital": "capital", "easy_sum": "addition", "easy_symbol": "element_symbol"}
 
 
 def qa_wrong(row: dict, answer: str) -> bool:
-    """Grade one QA row of ``qa-dev.jsonl`` by its ``task``."""
-    task = row["task"]
+    """Grade one QA row of ``qa-dev.jsonl`` or ``easy-dev.jsonl`` by its ``task``."""
+    task = EASY_GRADER.get(row["task"], row["task"])
     if task == "capital":
         return capital_wrong(answer, row["gold"])
     if task == "element_symbol":

@@ -74,6 +74,18 @@ def instrument(telemetry: Telemetry) -> Iterator[Callable[..., CoreVitalInstrume
         instrumentor.uninstrument()
 
 
+def early_warning_profiles(directory: Any) -> str:
+    """A profiles directory that turns the early-warning detectors back on (they are off in the
+    shipped profiles) for the default and llama profiles: for tests of the whole telemetry surface."""
+    from pathlib import Path
+
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    for name in ("default", "llama"):
+        (path / f"{name}.yaml").write_text(f"name: {name}\nearly_warning: true\n")
+    return str(path)
+
+
 def smollm2_dir() -> str | None:
     directory = smollm2_directory()
     return None if directory is None else str(directory)

@@ -94,6 +94,8 @@ def test_bad_calibration_profile(case, text, named, tmp_path, instrument, teleme
         ("OTEL_INSTRUMENTATION_COREVITAL_PROFILES_DIR", "/no/such/directory"),
         ("OTEL_INSTRUMENTATION_COREVITAL_CALIBRATION_PROFILE", "/no/such/file.json"),
         ("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "sometimes"),
+        ("OTEL_INSTRUMENTATION_COREVITAL_EXPECTED_FAILURE_RATE", "1.5"),
+        ("OTEL_INSTRUMENTATION_COREVITAL_EXPECTED_FAILURE_RATE", "often"),
     ],
 )
 def test_bad_environment_value(variable, value, monkeypatch, instrument, telemetry, caplog) -> None:

@@ -32,3 +32,18 @@ def test_calibrate_help_describes_both_modes(capsys: pytest.CaptureFixture[str])
     assert "OTEL_INSTRUMENTATION_COREVITAL_CALIBRATION_PROFILE" in text
     assert "OTEL_INSTRUMENTATION_COREVITAL_PROFILES_DIR" in text
     assert '{"prompt": "...", "label": 1}' in text
+
+
+def test_resume_regenerates_runs_cached_with_other_risk_features(tmp_path) -> None:
+    import json
+
+    from opentelemetry.instrumentation.corevital.signals.risk import RISK_FEATURES
+
+    partial = tmp_path / "out.yaml.partial.jsonl"
+    rows = [
+        {"index": 0, "features": [0.0] * len(RISK_FEATURES)},
+        {"index": 1, "features": [0.0] * (len(RISK_FEATURES) - 1)},  # an older version's features
+        {"index": 2, "series": {}},  # a --prompts run: no features
+    ]
+    partial.write_text("\n".join(json.dumps(r) for r in rows) + "\n{cut")
+    assert sorted(cli._done(partial)) == [0, 2]

@@ -9,6 +9,7 @@ import pytest
 from opentelemetry.instrumentation.corevital.config import (
     ENV_CAPTURE,
     ENV_CAPTURE_MESSAGE_CONTENT,
+    ENV_EXPECTED_FAILURE_RATE,
     ENV_PROMPT_HASH_KEY,
     ENV_SERIES_MAX_POINTS,
     ENV_STOP_ON,
@@ -47,6 +48,10 @@ def test_keyword_over_environment() -> None:
         ({ENV_CAPTURE_MESSAGE_CONTENT: "maybe"}, ENV_CAPTURE_MESSAGE_CONTENT, Settings()),
         ({ENV_STOP_ON: "repetition_loop,bananas"}, ENV_STOP_ON, Settings()),
         ({ENV_PROMPT_HASH_KEY: "short"}, ENV_PROMPT_HASH_KEY, Settings()),
+        ({ENV_EXPECTED_FAILURE_RATE: "1"}, ENV_EXPECTED_FAILURE_RATE, Settings()),
+        ({ENV_EXPECTED_FAILURE_RATE: "0"}, ENV_EXPECTED_FAILURE_RATE, Settings()),
+        ({ENV_EXPECTED_FAILURE_RATE: "5%"}, ENV_EXPECTED_FAILURE_RATE, Settings()),
+        ({ENV_EXPECTED_FAILURE_RATE: "nan"}, ENV_EXPECTED_FAILURE_RATE, Settings()),
     ],
 )
 def test_invalid_environment_warns_and_uses_default(env, variable, expected, caplog) -> None:
@@ -119,3 +124,17 @@ def test_instrument_with_invalid_env_does_not_crash(instrument, telemetry, monke
     assert instrumentor.settings.capture is CaptureLevel.HIDDEN
     tiny_models.llama().generate(**tiny_models.prompt(), max_new_tokens=2, do_sample=False)
     assert telemetry.span().attributes[sc.COREVITAL_CAPTURE_LEVEL] == "hidden"
+
+
+def test_expected_failure_rate_from_environment_and_keyword() -> None:
+    assert Settings().expected_failure_rate == 0.2  # the documented default (docs/configuration.md)
+    assert Settings.resolve({}, {ENV_EXPECTED_FAILURE_RATE: " 0.05 "}).expected_failure_rate == 0.05
+    env = {ENV_EXPECTED_FAILURE_RATE: "0.05"}
+    assert Settings.resolve({"expected_failure_rate": 0.5}, env).expected_failure_rate == 0.5
+
+
+def test_expected_failure_rate_rejects_a_bool(caplog) -> None:
+    with caplog.at_level(logging.WARNING):
+        settings = Settings.resolve({"expected_failure_rate": True}, {})
+    assert settings.expected_failure_rate == 0.2
+    assert len(caplog.records) == 1 and "expected_failure_rate" in caplog.records[0].getMessage()

@@ -110,6 +110,36 @@ def test_the_development_sets_live_in_this_repository() -> None:
 
     root = Path(__file__).resolve().parents[1]
     sizes = {name: len(generate.read_set(path)) for name, path in generate.SETS.items()}
-    assert sizes == {"loops": 78, "qa": 299}
+    assert sizes == {"loops": 78, "qa": 299, "easy": 60}
     assert all(path.resolve().is_relative_to(root) for path in generate.SETS.values())
     assert generate.read_set(generate.SETS["qa"], limit=4)[0]["task"] == "capital"
+
+
+@pytest.mark.parametrize(
+    ("row", "answer", "wrong"),
+    [
+        ({"task": "easy_capital", "gold": "Paris", "prompt": "What is the capital of France?"},
+         "The capital of France is Paris.", False),
+        ({"task": "easy_sum", "gold": "4", "prompt": "What is 2 + 2?"},
+         "The answer to this classic math problem is 4.", False),
+        ({"task": "easy_sum", "gold": "4", "prompt": "What is 2 + 2?"}, "2 + 2 = 5", True),
+        ({"task": "easy_symbol", "gold": "O", "prompt": "What is the chemical symbol for oxygen?"},
+         "The chemical symbol for oxygen is O.", False),
+        ({"task": "easy_symbol", "gold": "O", "prompt": "What is the chemical symbol for oxygen?"},
+         "The chemical symbol for oxygen is Ox.", True),
+    ],
+)  # fmt: skip
+def test_easy_panel_rows_use_the_dev_graders(row: dict, answer: str, wrong: bool) -> None:
+    assert graders.qa_wrong(row, answer) is wrong
+    assert graders.TASK_OF[row["task"]] == "easy"
+
+
+def test_easy_panel_file_is_graded_and_well_formed() -> None:
+    import json
+
+    path = Path(__file__).resolve().parents[1] / "eval" / "data" / "easy-dev.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    assert len(rows) == 60
+    assert {r["task"] for r in rows} == set(graders.EASY_GRADER)
+    for row in rows:  # the gold answer itself passes its grader
+        assert graders.qa_wrong(row, f"It is {row['gold']}.") is False, row

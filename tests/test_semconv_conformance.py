@@ -119,7 +119,7 @@ def registry() -> Any:
 
 @pytest.fixture(scope="module")
 def emitted(tmp_path_factory: pytest.TempPathFactory) -> Emitted:
-    from conftest import Telemetry
+    from conftest import Telemetry, early_warning_profiles
     from opentelemetry.instrumentation.corevital import CoreVitalInstrumentor
 
     telemetry = Telemetry()
@@ -128,6 +128,9 @@ def emitted(tmp_path_factory: pytest.TempPathFactory) -> Emitted:
     logger_provider.add_log_record_processor(SimpleLogRecordProcessor(logs))
     instrumentor = CoreVitalInstrumentor()
 
+    # every event and metric must be emitted, so the (opt-in) early-warning detectors are on
+    profiles = early_warning_profiles(tmp_path_factory.mktemp("profiles"))
+
     def instrument(**options: Any) -> None:
         if instrumentor.is_instrumented_by_opentelemetry:
             instrumentor.uninstrument()
@@ -135,6 +138,7 @@ def emitted(tmp_path_factory: pytest.TempPathFactory) -> Emitted:
             tracer_provider=telemetry.tracer_provider,
             meter_provider=telemetry.meter_provider,
             logger_provider=logger_provider,
+            profiles_dir=profiles,
             **options,
         )
 

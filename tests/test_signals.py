@@ -339,3 +339,12 @@ def test_assess_batch_rows_of_different_lengths() -> None:
     results = [assess(s, ModelProfile()) for s in (short, long)]
     assert results[0].flags.names == []
     assert flags.MID_LAYER_ANOMALY in results[1].flags
+
+
+def test_assess_runs_no_early_warning_detector_when_the_profile_turns_them_off() -> None:
+    sequence = make_sequence(20)
+    sequence.series[rep.SERIES_MARGIN] = np.full(20, 0.01)  # margin_collapsed holds from step 4
+    on = assess(sequence, ModelProfile(early_warning=True))
+    off = assess(sequence, ModelProfile(early_warning=False))
+    assert early_warning.MARGIN_COLLAPSED in on.early_warning.signals
+    assert off.early_warning.signals == {} and off.early_warning.failure_risk == 0.0

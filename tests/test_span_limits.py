@@ -13,6 +13,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import tiny_models
+from conftest import early_warning_profiles
 from opentelemetry.instrumentation.corevital import CoreVitalInstrumentor
 from opentelemetry.instrumentation.corevital import semconv as sc
 from opentelemetry.instrumentation.corevital.signals.calibration import ProfileBuilder
@@ -55,6 +56,7 @@ def maximum(tmp_path) -> tuple[InMemorySpanExporter, CoreVitalInstrumentor]:
         calibration_profile=str(calibration),
         capture_content="SPAN_AND_EVENT",
         stop_on="repetition_loop,nan_detected,inf_detected,margin_collapsed,entropy_margin_divergence",
+        profiles_dir=early_warning_profiles(tmp_path / "profiles"),  # early warnings are opt-in
     )
     yield exporter, instrumentor
     instrumentor.uninstrument()

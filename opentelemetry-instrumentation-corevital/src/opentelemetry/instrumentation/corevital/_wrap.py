@@ -259,7 +259,13 @@ class GenerateWrapper:
             def token_text(index: int, step: int) -> str:
                 return str(tokenizer.decode(sequences[index, offset + step : offset + step + 1]))
 
-        health = assess_report(capture, profile, calibration=self._calibration, token_text=token_text)
+        health = assess_report(
+            capture,
+            profile,
+            calibration=self._calibration,
+            token_text=token_text,
+            expected_failure_rate=self._settings.expected_failure_rate,
+        )
         if health is None:
             return None
         health.model = request.model_name

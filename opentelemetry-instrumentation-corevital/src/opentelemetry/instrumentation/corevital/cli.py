@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .signals.risk import risk_features
+from .signals.risk import RISK_FEATURES, risk_features
 
 logger = logging.getLogger(__name__)
 
@@ -63,11 +63,15 @@ def read_prompts(path: str | Path) -> list[dict[str, Any]]:
 
 
 def _done(partial: Path) -> dict[int, dict[str, Any]]:
+    """The runs an interrupted calibration already cached, by prompt index; a run cached by a version
+    with other risk features is left out (generated again)."""
     done: dict[int, dict[str, Any]] = {}
     if partial.exists():
         for line in partial.read_text().splitlines():
             try:
                 row = json.loads(line)
+                if "features" in row and len(row["features"]) != len(RISK_FEATURES):
+                    continue
                 done[int(row["index"])] = row
             except (ValueError, KeyError, TypeError):
                 continue  # a line cut by an interruption
@@ -137,7 +141,11 @@ def calibrate(args: argparse.Namespace) -> int:
                 record = {
                     "index": index,
                     "features": risk_features(
-                        sequence.series, sequence.output_tokens, sequence.finish_reason, generated
+                        sequence.series,
+                        sequence.output_tokens,
+                        sequence.finish_reason,
+                        generated,
+                        inputs["input_ids"][0].tolist(),
                     ).tolist(),
                     "series": {name: sequence.series[name].tolist() for name in PROFILE_SERIES},
                     "layers": {

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, SecretBytes, ValidationError, field_validator
 
 from . import semconv as sc
+from .signals.risk import DEFAULT_EXPECTED_FAILURE_RATE
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +27,7 @@ ENV_STOP_ON = "OTEL_INSTRUMENTATION_COREVITAL_STOP_ON"
 ENV_PROFILES_DIR = "OTEL_INSTRUMENTATION_COREVITAL_PROFILES_DIR"
 ENV_CALIBRATION_PROFILE = "OTEL_INSTRUMENTATION_COREVITAL_CALIBRATION_PROFILE"
 ENV_PROMPT_HASH_KEY = "OTEL_INSTRUMENTATION_COREVITAL_PROMPT_HASH_KEY"
+ENV_EXPECTED_FAILURE_RATE = "OTEL_INSTRUMENTATION_COREVITAL_EXPECTED_FAILURE_RATE"
 
 #: Signals that can stop a sequence (they are detected while it is generated), with short aliases.
 STOPPABLE_SIGNALS: tuple[str, ...] = (
@@ -111,6 +113,9 @@ class Settings(BaseModel):
     profiles_dir: str | None = None
     calibration_profile: str | None = None
     prompt_hash_key: SecretBytes | None = None
+    expected_failure_rate: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] = (
+        DEFAULT_EXPECTED_FAILURE_RATE
+    )
 
     @field_validator("capture", mode="before")
     @classmethod
@@ -122,6 +127,13 @@ class Settings(BaseModel):
     def _max_points(cls, value: Any) -> Any:
         if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
             raise ValueError("an integer")
+        return value.strip() if isinstance(value, str) else value
+
+    @field_validator("expected_failure_rate", mode="before")
+    @classmethod
+    def _rate(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("a number")
         return value.strip() if isinstance(value, str) else value
 
     @field_validator("capture_content", mode="before")
@@ -210,6 +222,10 @@ _SOURCES: dict[str, tuple[str, str]] = {
         "the path of a calibration profile JSON file (corevital calibrate --out)",
     ),
     "prompt_hash_key": (ENV_PROMPT_HASH_KEY, "a secret of at least 16 characters"),
+    "expected_failure_rate": (
+        ENV_EXPECTED_FAILURE_RATE,
+        f"a number between 0 and 1, exclusive (default {DEFAULT_EXPECTED_FAILURE_RATE})",
+    ),
 }
 
 #: ``instrument()`` keywords that are not settings.

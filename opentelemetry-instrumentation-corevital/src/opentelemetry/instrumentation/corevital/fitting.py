@@ -93,7 +93,18 @@ def _fit_part(x: np.ndarray, labels: np.ndarray, l2: float) -> LogisticPart:
         tuple(float(v) for v in scale),
         tuple(float(v) for v in weights),
         float(intercept),
+        _failure_rate(labels),
     )
+
+
+def _failure_rate(labels: np.ndarray) -> float | None:
+    """The share of failures among the labels, clipped into (0, 1) so that the prior shift stays
+    finite; ``None`` without labels."""
+    y = np.asarray(labels, dtype=np.float64)
+    y = y[np.isfinite(y)]
+    if not y.size:
+        return None
+    return float(np.clip(y.mean(), 1e-3, 1 - 1e-3))
 
 
 def fit_risk_model(
@@ -107,7 +118,8 @@ def fit_risk_model(
 
     Each regime's features are standardised with its training rows' mean and standard deviation
     (undefined values imputed with the mean); ``l2_*`` is the ridge strength on the standardised
-    weights. A regime without rows, or with one class only, gets a constant model.
+    weights. A regime without rows, or with one class only, gets a constant model. Each regime
+    records its rows' failure rate (``training_failure_rate``), the prior its intercept carries.
     """
     x = np.asarray(features, dtype=np.float64)
     y = np.asarray(list(labels), dtype=np.float64)

@@ -45,6 +45,13 @@ class RiskPart(BaseModel):
     scale: list[float]
     weights: list[float]
     intercept: float
+    training_failure_rate: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="Share of failures among the generations this part was fitted on (the prior its "
+        "intercept carries; the score is shifted from it to the expected failure rate). None: no shift",
+    )
 
 
 class RiskModelSpec(BaseModel):
@@ -100,7 +107,11 @@ class ModelProfile(BaseModel):
     basin_score_baseline: float = Field(
         default=0.25, ge=0, description="The model's typical attention basin score"
     )
-    early_warning: bool = Field(default=True, description="Run the early-warning detectors while generating")
+    early_warning: bool = Field(
+        default=False,
+        description="Run the early-warning trend detectors while generating (off: no measured benefit, "
+        "docs/signals.md)",
+    )
     risk_model: RiskModelSpec | None = Field(
         default=None, description="The fitted risk model; none: the heuristic"
     )

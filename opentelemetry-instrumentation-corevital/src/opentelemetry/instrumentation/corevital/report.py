@@ -76,6 +76,8 @@ class SequenceReport:
         top_probs: ``[steps, 5]`` largest next-token probabilities.
         top_ids: ``[steps, 5]`` their token ids (content: exported only with content capture on).
         tokens: the generated token ids (content: never exported; used for repeated-text evidence).
+        prompt_tokens: the prompt's token ids (content: never exported; used to find the first
+            generated token that does not repeat the prompt, a risk feature).
         firings: what the streaming detectors fired in this sequence while it was generated.
         streamed: whether a streaming monitor watched this sequence (then its early-warning
             detectors already ran; otherwise they run over the finished series).
@@ -91,6 +93,7 @@ class SequenceReport:
     top_probs: np.ndarray | None = None
     top_ids: np.ndarray | None = None
     tokens: list[int] = field(default_factory=list)
+    prompt_tokens: list[int] = field(default_factory=list)
     firings: list[Firing] = field(default_factory=list)
     streamed: bool = False
     intervention: Intervention | None = None

@@ -515,6 +515,7 @@ class CaptureSession:
             top_probs=metrics["top_probs"],
             top_ids=metrics["top_ids"],
             tokens=tokens,
+            prompt_tokens=self.request.prompt_tokens(index // max(1, self.request.num_return_sequences)),
         )
         nonfinite = (np.zeros(n, dtype=bool), np.zeros(n, dtype=bool))
         if layout.hidden_layers:

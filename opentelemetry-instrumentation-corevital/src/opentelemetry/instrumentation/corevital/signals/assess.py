@@ -25,7 +25,13 @@ from .compound import CompoundSignal, compound_signals
 from .early_warning import EarlyWarning, early_warning
 from .fingerprint import fingerprint
 from .narrative import narrative
-from .risk import RiskAssessment, heuristic_risk, model_risk, risk_features
+from .risk import (
+    DEFAULT_EXPECTED_FAILURE_RATE,
+    RiskAssessment,
+    heuristic_risk,
+    model_risk,
+    risk_features,
+)
 
 
 @dataclass
@@ -135,6 +141,7 @@ def assess_report(
     *,
     calibration: CalibrationProfile | None = None,
     token_text: Callable[[int, int], str] | None = None,
+    expected_failure_rate: float | None = DEFAULT_EXPECTED_FAILURE_RATE,
 ) -> HealthReport | None:
     """The health report of one call; ``None`` when no sequence was summarised.
 
@@ -144,6 +151,8 @@ def assess_report(
         calibration: a healthy-run profile; gives each sequence a divergence score.
         token_text: ``token_text(sequence_index, step)`` names a generated token (content capture
             only; without it no token text appears in the narrative).
+        expected_failure_rate: the share of failed generations the user expects; the fitted risk
+            score is shifted to it (``None``: the training data's share).
     """
     if not report.sequences:
         return None
@@ -157,6 +166,7 @@ def assess_report(
             token_text=functools.partial(token_text, sequence.index) if token_text is not None else None,
             streamed=sequence.streamed,
             tokens=sequence.tokens,
+            expected_failure_rate=expected_failure_rate,
         )
         for sequence in report.sequences
     ]
@@ -224,6 +234,7 @@ def assess(
     token_text: Callable[[int], str] | None = None,
     streamed: bool = False,
     tokens: Sequence[int] = (),
+    expected_failure_rate: float | None = DEFAULT_EXPECTED_FAILURE_RATE,
 ) -> SequenceHealth:
     """The health read-out of one sequence.
 
@@ -237,6 +248,8 @@ def assess(
         tokens: the sequence's generated token ids (for the repeated-text risk feature).
         streamed: the firings come from a streaming monitor that ran the early-warning detectors
             (otherwise they are run here over the whole series).
+        expected_failure_rate: the share of failed generations the user expects (the fitted risk
+            score's prior; ``None``: the training data's share).
     """
     series = sequence.series
     empty = np.zeros(0)
@@ -264,9 +277,11 @@ def assess(
         collapsed_head_share=share,
         repetition_evidence=fl.REPETITION_LOOP in flags,
     )
-    features = risk_features(series, sequence.output_tokens, sequence.finish_reason, tokens)
+    features = risk_features(
+        series, sequence.output_tokens, sequence.finish_reason, tokens, sequence.prompt_tokens
+    )
     if profile.risk is not None:
-        risk = model_risk(profile.risk, features, flags, compound)
+        risk = model_risk(profile.risk, features, flags, compound, expected_failure_rate)
     else:
         risk = heuristic_risk(flags, entropy, margin, topk_mass, surprisal, compound)
     hidden = sequence.hidden_layers
@@ -275,8 +290,11 @@ def assess(
     if l2 is not None and fl.MID_LAYER_ANOMALY in flags:
         exploded = fl.mid_layer_anomalies(l2, _nonfinite(hidden), profile.l2_explosion_multiplier)
     blamed = layer_blame(l2, _nonfinite(hidden), collapsed, exploded)
-    # The streaming monitor already ran the detectors step by step; without one, scan the series.
-    already = {f.name: f.step for f in firings if f.kind == EARLY_WARNING} if streamed else None
+    # The streaming monitor already ran the detectors step by step; without one, scan the series
+    # (unless the profile turns the detectors off: then only the flags pass through).
+    already: dict[str, int] | None = None
+    if streamed or not profile.early_warning:
+        already = {f.name: f.step for f in firings if f.kind == EARLY_WARNING}
     warning = early_warning(entropy, margin, surprisal, profile.high_entropy_threshold_bits, flags, already)
     all_firings = list(firings)
     reported = {f.name for f in firings}

@@ -110,6 +110,7 @@ RISK_FEATURES: tuple[str, ...] = (
     "similarity_max",
     "similarity_high_share",
     "ngram_repeat_share",
+    "first_new_token_surprisal",
 )
 
 #: What a feature that raises the risk says, as a risk factor name.
@@ -125,8 +126,28 @@ FEATURE_FACTORS = {
     "similarity_max": "state_revisited",
     "similarity_high_share": "state_revisited",
     "ngram_repeat_share": "repeated_text",
+    "first_new_token_surprisal": "uncertain_answer_start",
 }
 SIMILARITY_HIGH = 0.95
+
+
+def first_new_token_surprisal(
+    surprisal: np.ndarray | Iterable[float], tokens: Sequence[int], prompt_tokens: Sequence[int]
+) -> float:
+    """Surprisal of the first generated token that does not occur in the prompt: where the answer
+    starts saying something new, after any words it repeats from the question ("The capital of
+    France is" → "Paris"). NaN when every generated token occurs in the prompt, or without tokens.
+
+    >>> first_new_token_surprisal([0.1, 0.2, 3.0], [5, 6, 9], [1, 5, 6])
+    3.0
+    """
+    values = np.asarray(list(surprisal) if not isinstance(surprisal, np.ndarray) else surprisal, dtype=float)
+    seen = set(prompt_tokens)
+    for step, token in enumerate(tokens[: len(values)]):
+        if token not in seen:
+            value = float(values[step])
+            return value if math.isfinite(value) else float("nan")
+    return float("nan")
 
 
 def risk_features(
@@ -134,6 +155,7 @@ def risk_features(
     output_tokens: int,
     finish_reason: str,
     tokens: Sequence[int] = (),
+    prompt_tokens: Sequence[int] = (),
 ) -> np.ndarray:
     """The :data:`RISK_FEATURES` of one sequence (NaN where a feature is undefined)."""
 
@@ -157,19 +179,52 @@ def risk_features(
             float(similarity.max()) if similarity.size else float("nan"),
             float((similarity > SIMILARITY_HIGH).mean()) if similarity.size else float("nan"),
             ngram_repeat_share(list(tokens)),
+            first_new_token_surprisal(series.get("surprisal", np.zeros(0)), list(tokens), prompt_tokens),
         ]
     )
 
 
+#: The failure rate a user is assumed to expect when they state none (docs/signals.md, "Risk score").
+DEFAULT_EXPECTED_FAILURE_RATE = 0.2
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1.0 - p))
+
+
+def prior_shift(training_failure_rate: float | None, expected_failure_rate: float | None) -> float:
+    """What to add to a logit fitted where failures had ``training_failure_rate`` so that it is
+    right where they have ``expected_failure_rate`` (the standard prior-shift correction:
+    ``logit(q) − logit(p)``); 0 when either rate is unknown or outside (0, 1).
+
+    >>> prior_shift(0.5, 0.5)
+    0.0
+    >>> round(prior_shift(0.5, 0.2), 4)
+    -1.3863
+    >>> prior_shift(None, 0.2)
+    0.0
+    """
+    rates = (training_failure_rate, expected_failure_rate)
+    if any(r is None or not 0.0 < r < 1.0 for r in rates):
+        return 0.0
+    p, q = float(training_failure_rate), float(expected_failure_rate)  # type: ignore[arg-type]
+    return _logit(q) - _logit(p)
+
+
 @dataclass(frozen=True)
 class LogisticPart:
-    """Logistic regression over standardised features: ``σ(w · (x − mean) / scale + b)``."""
+    """Logistic regression over standardised features: ``σ(w · (x − mean) / scale + b)``.
+
+    ``training_failure_rate`` is the share of failures among the rows it was fitted on (``None``
+    when unknown): the prior its intercept carries, which :meth:`predict` can shift to another.
+    """
 
     features: tuple[str, ...]
     mean: tuple[float, ...]
     scale: tuple[float, ...]
     weights: tuple[float, ...]
     intercept: float
+    training_failure_rate: float | None = None
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> LogisticPart:
@@ -180,6 +235,7 @@ class LogisticPart:
             tuple(float(v) for v in data["scale"]),
             tuple(float(v) for v in data["weights"]),
             float(data["intercept"]),
+            None if data.get("training_failure_rate") is None else float(data["training_failure_rate"]),
         )
         if not len(part.mean) == len(part.scale) == len(part.weights) == len(features):
             raise ValueError("risk_model: features, mean, scale and weights must have the same length")
@@ -189,13 +245,16 @@ class LogisticPart:
         return part
 
     def to_mapping(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "features": list(self.features),
             "mean": [round(float(v), 6) for v in self.mean],
             "scale": [round(float(v), 6) for v in self.scale],
             "weights": [round(float(v), 6) for v in self.weights],
             "intercept": round(float(self.intercept), 6),
         }
+        if self.training_failure_rate is not None:
+            data["training_failure_rate"] = round(float(self.training_failure_rate), 6)
+        return data
 
     def contributions(self, features: np.ndarray) -> np.ndarray:
         """``w_i · z_i`` per feature of this part (an undefined feature counts as average)."""
@@ -203,8 +262,11 @@ class LogisticPart:
         z = (x - np.asarray(self.mean)) / np.asarray(self.scale)
         return np.where(np.isfinite(z), z, 0.0) * np.asarray(self.weights)
 
-    def predict(self, features: np.ndarray) -> np.ndarray:
+    def predict(self, features: np.ndarray, expected_failure_rate: float | None = None) -> np.ndarray:
+        """Probability of failure; with ``expected_failure_rate``, for data where failures have that
+        rate instead of the training rate (:func:`prior_shift`)."""
         logit = self.contributions(features).sum(axis=-1) + self.intercept
+        logit = logit + prior_shift(self.training_failure_rate, expected_failure_rate)
         return np.asarray(1.0 / (1.0 + np.exp(-np.clip(logit, -500, 500))))
 
 
@@ -243,12 +305,16 @@ class RiskModel:
         tokens = math.expm1(float(features[RISK_FEATURES.index("output_tokens_log")]))
         return self.short if tokens <= self.split_output_tokens + 0.5 else self.long
 
-    def predict(self, features: np.ndarray) -> np.ndarray | float:
-        """Probability of a failed generation for one row or a ``[n, features]`` array."""
+    def predict(self, features: np.ndarray, expected_failure_rate: float | None = None) -> np.ndarray | float:
+        """Probability of a failed generation for one row or a ``[n, features]`` array.
+
+        Without ``expected_failure_rate`` the probability is for data like the training data; with
+        it, each regime's logit is shifted from its training failure rate to that rate.
+        """
         x = np.asarray(features, dtype=np.float64)
         if x.ndim == 1:
-            return float(self.part(x).predict(x))
-        return np.array([float(self.part(row).predict(row)) for row in x])
+            return float(self.part(x).predict(x, expected_failure_rate))
+        return np.array([float(self.part(row).predict(row, expected_failure_rate)) for row in x])
 
 
 def model_risk(
@@ -256,13 +322,17 @@ def model_risk(
     features: np.ndarray,
     health_flags: fl.HealthFlags,
     compound: Sequence[CompoundSignal] = (),
+    expected_failure_rate: float | None = DEFAULT_EXPECTED_FAILURE_RATE,
 ) -> RiskAssessment:
     """The fitted model's score (1.0 on NaN/Inf, which leave nothing to judge), and its factors:
     the features that raised the score most (by ``w · z``), then the health flags and compound
-    signals that fired, so that the list keeps explaining the score."""
+    signals that fired, so that the list keeps explaining the score.
+
+    The score is for traffic where ``expected_failure_rate`` of the generations fail (the prior
+    shift of :func:`prior_shift`; ``None``: the training data's rate); the band is read from it."""
     if fl.NAN in health_flags or fl.INF in health_flags:
         return RiskAssessment(1.0, [NAN_OR_INF])
-    score = float(model.predict(features))
+    score = float(model.predict(features, expected_failure_rate))
     factors: list[str] = []
     part = model.part(np.asarray(features, dtype=np.float64))
     contributions = part.contributions(features)
