@@ -1,6 +1,6 @@
 """CoreVital's own cost per call and per decoding step, on a tiny model where it is most visible.
 
-    python benchmarks/percall.py [--repeats 41] [--levels logits,hidden,attention] [--clock cpu] [--out DIR]
+    python benchmarks/percall.py [--repeats 41] [--levels logits,hidden,attention] [--clock cpu] [--out FILE]
 
 A tiny Llama (4 layers, hidden size 32, vocabulary 96) generates 1 and 33 tokens (greedy, forced
 length, batch 1, one torch thread). Calls are interleaved — plain, floor, instrumented, in turn — so
@@ -16,7 +16,8 @@ figure does not move when other processes load the machine; ``--clock wall`` mea
   producing the tensors, which CoreVital cannot avoid; *CoreVital's own per-step cost* is the
   instrumented slope minus the floor's.
 
-Results go to ``<out>/percall.json`` (machine, versions, commit) and a table on stdout.
+Results go to ``--out`` (JSON: machine, versions, commit; default ``benchmarks/out/percall.json``) and a
+table on stdout.
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=41)
     parser.add_argument("--levels", default="logits,hidden,attention")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "out"))
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "percall.json"))
     parser.add_argument(
         "--clock", choices=sorted(CLOCKS), default="cpu",
         help="cpu: the calling thread's CPU time (with one torch thread every operation runs on it; "
@@ -157,9 +158,9 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
     }  # fmt: skip
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "percall.json").write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {out / 'percall.json'}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {out}")
     return 0
 
 

@@ -30,7 +30,7 @@ def plans(out: Path) -> dict[str, list[list[str]]]:
             ["overhead.py", "all", "--quick", "--out", str(out / "overhead-all-quick.json")],
             ["telemetry_volume.py", "--tokens", "16", "--out", str(out / "telemetry-volume-quick.json")],
             ["gpu.py", "--dry-run", "--batches", "1,2", "--out", str(out / "gpu-dry-run.json")],
-            ["percall.py", "--repeats", "11", "--levels", "logits", "--out", str(out)],
+            ["percall.py", "--repeats", "11", "--levels", "logits", "--out", str(out / "percall-quick.json")],
         ],
         "full": [
             ["overhead.py", "time", "--tokens", "256", "--pairs", "7",
@@ -45,7 +45,7 @@ def plans(out: Path) -> dict[str, list[list[str]]]:
             ["overhead.py", "memory", "--tokens-list", "128,512,1024", "--repeats", "1",
              "--out", str(out / "overhead-memory-slope.json")],
             ["telemetry_volume.py", "--tokens", "64,256,1024", "--out", str(out / "telemetry-volume.json")],
-            ["percall.py", "--out", str(out)],
+            ["percall.py", "--out", str(out / "percall.json")],
             ["gpu.py", "--dry-run", "--out", str(out / "gpu-dry-run.json")],
             # prints a note and does nothing without a CUDA device
             ["gpu.py", "--out", str(out / "gpu.json")],
