@@ -115,10 +115,10 @@ def test_internal_failure_is_recorded_not_raised(instrument, telemetry, monkeypa
     inputs = tiny_models.prompt()
     plain = model.generate(**inputs, max_new_tokens=5, do_sample=False)
 
-    def broken(layers: torch.Tensor) -> torch.Tensor:
+    def broken(logits: torch.Tensor) -> torch.Tensor:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(session_module, "summarize_hidden", broken)
+    monkeypatch.setattr(session_module, "summarize_logits", broken)
     instrument()
     with caplog.at_level(logging.WARNING):
         first = model.generate(**inputs, max_new_tokens=5, do_sample=False)

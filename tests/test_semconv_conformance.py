@@ -204,12 +204,12 @@ def emitted(tmp_path_factory: pytest.TempPathFactory) -> Emitted:
         with pytest.raises(ValueError):
             failing.generate(**tiny_models.prompt(), max_new_tokens=3)
         # CoreVital itself fails
-        real = session_module.summarize_hidden
-        session_module.summarize_hidden = lambda layers: (_ for _ in ()).throw(RuntimeError("internal"))
+        real = session_module.summarize_logits
+        session_module.summarize_logits = lambda logits: (_ for _ in ()).throw(RuntimeError("internal"))
         try:
             tiny_models.llama().generate(**tiny_models.prompt(), max_new_tokens=3, do_sample=False)
         finally:
-            session_module.summarize_hidden = real
+            session_module.summarize_logits = real
     finally:
         if instrumentor.is_instrumented_by_opentelemetry:
             instrumentor.uninstrument()
