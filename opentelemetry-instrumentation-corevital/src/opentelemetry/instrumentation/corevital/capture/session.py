@@ -213,6 +213,44 @@ class CaptureSession:
                 self._added = ()
             self.overhead += time.perf_counter() - started
 
+    def add_batched_step(
+        self,
+        at: float,
+        packed: torch.Tensor | None = None,
+        layout: StepLayout | None = None,
+        chosen: torch.Tensor | None = None,
+        state: torch.Tensor | None = None,
+    ) -> None:
+        """One decoding step of this call's single sequence, summarised together with other
+        sequences' in a packed forward (continuous batching, ``batching.BatchStep``).
+
+        Args:
+            at: ``time.perf_counter()`` when the step's token was produced.
+            packed: this sequence's ``[1, layout.width]`` row of the step (``None``: timing only).
+            layout: the columns of ``packed``.
+            chosen: ``[1]`` probability of the token sampled at this step.
+            state: ``[1, hidden]`` last-layer state (for the state similarities), with hidden states.
+        """
+        if self._first_token is None:
+            self._first_token = at
+        if self.level is None or self.error is not None or packed is None or layout is None:
+            return
+        started = time.perf_counter()
+        try:
+            if self._steps and layout != self._layout:
+                raise CaptureError(f"the step layout changed from {self._layout} to {layout}")
+            self._layout = layout
+            self._step_times_ns.append(time.time_ns())
+            self._steps.append(packed)
+            if chosen is not None:
+                self._chosen.append(chosen)
+            if state is not None:
+                self._hidden_size = int(state.shape[-1])
+                self._similarity.push(state)
+        except Exception as exc:
+            self._fail(exc)
+        self.overhead += time.perf_counter() - started
+
     def _fail(self, exc: BaseException) -> None:
         if self.error is None:
             self.error = exc
