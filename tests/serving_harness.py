@@ -80,7 +80,7 @@ class OtlpReceiver:
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 if self.headers.get("Content-Encoding") == "gzip":
                     body = gzip.decompress(body)
@@ -225,19 +225,27 @@ class ServeProcess:
         self.port = self.port or free_port()
         log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.process = subprocess.Popen(
-            self.command(), env=self.environment(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            self.command(),
+            env=self.environment(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self._pids.add(self.process.pid)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"transformers serve exited with {self.process.returncode}: {self.log_tail()}")
+                raise RuntimeError(
+                    f"transformers serve exited with {self.process.returncode}: {self.log_tail()}"
+                )
             self._pids.update(_children(self.process.pid))
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"{self.base_url}/health", timeout=2) as reply:
-                    if reply.status == 200:
-                        self._pids.update(_children(self.process.pid))
-                        return self
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(f"{self.base_url}/health", timeout=2) as reply,
+            ):
+                if reply.status == 200:
+                    self._pids.update(_children(self.process.pid))
+                    return self
             time.sleep(0.5)
         self.stop()
         raise TimeoutError(f"transformers serve did not answer /health in {timeout:.0f}s: {self.log_tail()}")

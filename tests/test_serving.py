@@ -25,11 +25,11 @@ pytest.importorskip("fastapi")
 pytest.importorskip("opentelemetry.instrumentation.fastapi")
 pytest.importorskip("opentelemetry.exporter.otlp.proto.http")
 
-from openai import OpenAI  # noqa: E402
-from serving_harness import OtlpReceiver, ReceivedSpan, ServeProcess  # noqa: E402
+from openai import OpenAI
 
-from opentelemetry.instrumentation.corevital import semconv as sc  # noqa: E402
-from opentelemetry.instrumentation.corevital.demo_model import save_smollm2, smollm2_directory  # noqa: E402
+from opentelemetry.instrumentation.corevital import semconv as sc
+from opentelemetry.instrumentation.corevital.demo_model import save_smollm2, smollm2_directory
+from serving_harness import OtlpReceiver, ReceivedSpan, ServeProcess
 
 pytestmark = [
     pytest.mark.serving,
@@ -129,7 +129,9 @@ def check_traces(answers: list[Answer], spans: list[ReceivedSpan]) -> None:
     for answer in answers:
         in_trace = [s for s in spans if s.trace_id == answer.trace_id]
         servers = [s for s in in_trace if s.kind == SPAN_KIND_SERVER and s.parent_span_id == answer.parent_id]
-        assert len(servers) == 1, f"no single server span in the request's trace: {[s.name for s in in_trace]}"
+        assert len(servers) == 1, (
+            f"no single server span in the request's trace: {[s.name for s in in_trace]}"
+        )
         mine = [s for s in in_trace if is_generation(s)]
         assert len(mine) == 1, f"{len(mine)} generation spans in one request's trace"
         generation = mine[0]
@@ -162,8 +164,10 @@ def test_one_span_per_request_in_the_request_trace(
     with server.running():
         answers = ask_concurrently(server.base_url, str(model_dir))
         spans = receiver.wait_for(
-            lambda got: sum(is_generation(s) for s in got) >= len(answers)
-            and sum(s.kind == SPAN_KIND_SERVER and s.name.startswith("POST") for s in got) >= len(answers),
+            lambda got: (
+                sum(is_generation(s) for s in got) >= len(answers)
+                and sum(s.kind == SPAN_KIND_SERVER and s.name.startswith("POST") for s in got) >= len(answers)
+            ),
             timeout=60,
         )
     assert all(a.completion_tokens > 0 and a.text for a in answers), answers
