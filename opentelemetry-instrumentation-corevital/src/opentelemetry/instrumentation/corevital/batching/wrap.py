@@ -35,7 +35,10 @@ from .step import BatchRow, BatchStep
 from .traces import RequestTrace, TraceTable, table_for
 
 #: Why attention is not read out under continuous batching (on the span when it was asked for).
-ATTENTION_UNAVAILABLE = "continuous batching runs paged attention kernels over packed sequences, which return no attention weights"
+ATTENTION_UNAVAILABLE = (
+    "continuous batching runs paged attention kernels over packed sequences, "
+    "which return no attention weights"
+)
 
 _FINISHED = 3  # RequestStatus.FINISHED (FAILED is 4): terminal from here on
 
@@ -127,7 +130,7 @@ class BatchingWrappers:
             self._log_once("preparing a continuous-batching step", exc)
         if step is None:
             return wrapped(*args, **kwargs)
-        with active_session(step):  # type: ignore[arg-type]
+        with active_session(step):
             result = wrapped(*args, **kwargs)
         step.at = time.perf_counter()
         table.pending.append(step)
@@ -190,7 +193,7 @@ class BatchingWrappers:
             table = table_for(instance)
             state = args[0] if args else kwargs.get("state")
             error = args[1] if len(args) > 1 else kwargs.get("error")
-            trace = table.get(state.request_id) if table is not None else None
+            trace = table.get(state.request_id) if table is not None and state is not None else None
             if table is not None and trace is not None:
                 exception = error if isinstance(error, BaseException) else RuntimeError(str(error))
                 self._close(table, trace, exception=exception)

@@ -32,7 +32,7 @@ from opentelemetry import propagate
 Carrier = dict[str, str]
 
 
-class CarriedKwargs(dict):  # type: ignore[type-arg]
+class CarriedKwargs(dict):
     """A request's ``generation_kwargs``, with the submitter's context in ``carrier`` (pickled
     with the dict: a ``dict`` subclass keeps its instance attributes across processes)."""
 
