@@ -5,7 +5,9 @@ client, sequential and with continuous batching.
 
 Each request carries a ``traceparent`` of its own, so that every span of its trace is known to be
 its own: one generation span per request, a child of that request's server span, with the token
-counts the client received and the health read-out. Loopback only; the server and its model process
+counts the client received and the health read-out. The server runs with
+``stop_on=repetition_loop``: the one looping request ends ``corevital.stopped`` on its span while its
+client gets a normal, well-formed answer (streamed). Loopback only; the server and its model process
 are stopped by pid.
 """
 
@@ -46,6 +48,10 @@ PROMPTS = [
     "Write one short sentence about a friendly dog who likes to run in the park.",
 ]
 MAX_TOKENS = 12
+#: A prompt SmolLM2 loops on under greedy decoding (tests/test_real_model_signals.py), which the
+#: server runs with ``stop_on=repetition_loop``: CoreVital stops it, the client gets a normal answer.
+LOOPING_PROMPT = "Describe a cat who loves the sea in detail."
+LOOPING_MAX_TOKENS = 150
 
 
 @dataclass
@@ -54,6 +60,7 @@ class Answer:
 
     trace_id: str
     parent_id: str
+    prompt: str
     stream: bool
     text: str
     prompt_tokens: int
@@ -77,23 +84,24 @@ def receiver() -> Iterator[OtlpReceiver]:
 
 def ask(base_url: str, model: str, prompt: str, stream: bool) -> Answer:
     """One chat request with the official client, in a trace of its own (``traceparent``)."""
+    max_tokens = LOOPING_MAX_TOKENS if prompt == LOOPING_PROMPT else MAX_TOKENS
     trace_id, parent_id = secrets.token_hex(16), secrets.token_hex(8)
     client = OpenAI(base_url=f"{base_url}/v1", api_key="unused", max_retries=0, timeout=120)
     headers = {"traceparent": f"00-{trace_id}-{parent_id}-01"}
     messages: Any = [{"role": "user", "content": prompt}]
     if not stream:
         reply = client.chat.completions.create(
-            model=model, messages=messages, max_tokens=MAX_TOKENS, temperature=0, extra_headers=headers
+            model=model, messages=messages, max_tokens=max_tokens, temperature=0, extra_headers=headers
         )
         assert reply.usage is not None
         return Answer(
-            trace_id, parent_id, False, reply.choices[0].message.content or "",
+            trace_id, parent_id, prompt, False, reply.choices[0].message.content or "",
             reply.usage.prompt_tokens, reply.usage.completion_tokens, reply.choices[0].finish_reason,
         )  # fmt: skip
     chunks = client.chat.completions.create(
         model=model,
         messages=messages,
-        max_tokens=MAX_TOKENS,
+        max_tokens=max_tokens,
         temperature=0,
         stream=True,
         stream_options={"include_usage": True},
@@ -107,13 +115,16 @@ def ask(base_url: str, model: str, prompt: str, stream: bool) -> Answer:
             text += choice.delta.content or ""
             finish = choice.finish_reason or finish
     assert usage is not None, "the stream ended without usage"
-    return Answer(trace_id, parent_id, True, text, usage.prompt_tokens, usage.completion_tokens, finish)
+    return Answer(
+        trace_id, parent_id, prompt, True, text, usage.prompt_tokens, usage.completion_tokens, finish
+    )
 
 
 def ask_concurrently(base_url: str, model: str) -> list[Answer]:
-    """Every prompt at once, streaming and not in turn."""
-    with concurrent.futures.ThreadPoolExecutor(len(PROMPTS)) as pool:
-        futures = [pool.submit(ask, base_url, model, p, i % 2 == 0) for i, p in enumerate(PROMPTS)]
+    """Every prompt at once, streaming and not in turn (the looping one streams)."""
+    prompts = [*PROMPTS, LOOPING_PROMPT]
+    with concurrent.futures.ThreadPoolExecutor(len(prompts)) as pool:
+        futures = [pool.submit(ask, base_url, model, p, i % 2 == 0) for i, p in enumerate(prompts)]
         return [f.result(timeout=300) for f in futures]
 
 
@@ -139,7 +150,11 @@ def check_traces(answers: list[Answer], spans: list[ReceivedSpan]) -> None:
         attributes = generation.attributes
         assert attributes[sc.GEN_AI_USAGE_INPUT_TOKENS] == answer.prompt_tokens
         assert attributes[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == answer.completion_tokens
-        if answer.finish_reason is not None:
+        if answer.prompt == LOOPING_PROMPT:  # stopped by CoreVital; a normal answer for the client
+            assert attributes[sc.GEN_AI_RESPONSE_FINISH_REASONS] == (sc.FINISH_REASON_COREVITAL_STOPPED,)
+            assert attributes[sc.COREVITAL_INTERVENTION_SIGNAL] == "repetition_loop"
+            assert answer.finish_reason == "stop" and 0 < answer.completion_tokens < LOOPING_MAX_TOKENS
+        elif answer.finish_reason is not None:
             assert attributes[sc.GEN_AI_RESPONSE_FINISH_REASONS] == (answer.finish_reason,)
         # The health read-out, at the default level.
         assert attributes[sc.COREVITAL_CAPTURE_LEVEL] == "hidden"
@@ -152,13 +167,14 @@ def check_traces(answers: list[Answer], spans: list[ReceivedSpan]) -> None:
 
 
 @pytest.mark.parametrize("continuous_batching", [False, True], ids=["sequential", "continuous-batching"])
-def test_one_span_per_request_in_the_request_trace(
+def test_one_span_per_request_in_the_request_trace_and_stop_on(
     model_dir: Path, receiver: OtlpReceiver, tmp_path: Path, continuous_batching: bool
 ) -> None:
     server = ServeProcess(
         model_dir,
         continuous_batching=continuous_batching,
         otlp_endpoint=receiver.endpoint,
+        env={"OTEL_INSTRUMENTATION_COREVITAL_STOP_ON": "repetition_loop"},
         log_path=tmp_path / "serve.log",
     )
     with server.running():

@@ -82,6 +82,8 @@ _BATCHING_SEAMS = (
     ("ContinuousBatchProcessor.update_batch", "update_batch"),
     ("OutputRouter.fail_and_deliver", "fail_and_deliver"),
 )
+_BATCHING_REQUESTS_MODULE = "transformers.generation.continuous_batching.requests"
+_BATCHING_STOP_SEAM = "RequestState.update_and_check_completion"
 _SERVE_CLIENT_MODULE = "transformers.cli.serving.model_manager"
 _SERVE_RUNNER_MODULE = "transformers.cli.serving.utils"
 _SERVE_SEAMS = (
@@ -167,6 +169,10 @@ class CoreVitalInstrumentor(BaseInstrumentor):
         serving = ServingWrappers(wrapper.log_once)
         seams = Seams(wrapper.log_once)
         seams.add(_BATCHING_MODULE, [(name, getattr(batching, method)) for name, method in _BATCHING_SEAMS])
+        if settings.stop_on:  # only then: it runs for every request at every step
+            seams.add(
+                _BATCHING_REQUESTS_MODULE, [(_BATCHING_STOP_SEAM, batching.update_and_check_completion)]
+            )
         for module, name, method in _SERVE_SEAMS:
             seams.add(module, [(name, getattr(serving, method))])
         self._seams = seams

@@ -37,6 +37,7 @@ class BatchRow:
     logits_row: int
     state: Any  # transformers' RequestState
     generated_before: int
+    delivered: bool = False
 
 
 @dataclass
@@ -120,28 +121,35 @@ class BatchStep:
 
     # -- after the batch update: the step's tokens are known ----------------------------------------
     def deliver(self) -> None:
-        """Hand each traced request its row of the step, with the probability of its new token."""
-        now = time.perf_counter()
+        """Hand each traced request (not yet handed it) its row of the step; the probabilities of
+        all the new tokens are looked up in one gather."""
         chosen = None
         if self.probs is not None and self.error is None:
-            tokens = [_new_token(row) for row in self.rows]
-            known = torch.tensor([max(t, 0) for t in tokens], device=self.probs.device)
-            chosen = chosen_probability(self.probs, known)
-            chosen = torch.where(
-                torch.tensor([t >= 0 for t in tokens], device=chosen.device), chosen, float("nan")
-            )
-        for i, row in enumerate(self.rows):
-            session = row.trace.call.session
-            if session is None or row.state.generated_len() <= row.generated_before:
-                continue  # no token this step (e.g. the request was cancelled meanwhile)
-            if self.packed is None or chosen is None:
-                session.add_batched_step(self.at or now)
-                continue
-            state = self.states[i : i + 1] if self.states is not None else None
-            session.add_batched_step(
-                self.at or now, self.packed[i : i + 1], self.layout, chosen[i : i + 1], state
-            )
+            tokens = torch.tensor([max(_new_token(row), 0) for row in self.rows], device=self.probs.device)
+            chosen = chosen_probability(self.probs, tokens)
+        for index, row in enumerate(self.rows):
+            if not row.delivered:
+                self.deliver_row(index, chosen[index : index + 1] if chosen is not None else None)
         self.probs = None
+
+    def deliver_row(self, index: int, chosen: torch.Tensor | None = None) -> None:
+        """Hand one request its row, with the probability of its new token (looked up here unless
+        given) and the token itself (fed to its monitor when it runs live, ``stop_on``)."""
+        row = self.rows[index]
+        row.delivered = True
+        session = row.trace.call.session
+        token = _new_token(row)
+        if session is None or token < 0:
+            return  # no token this step (e.g. the request was cancelled meanwhile)
+        at = self.at or time.perf_counter()
+        if self.packed is None or self.probs is None or self.error is not None:
+            session.add_batched_step(at)
+            return
+        if chosen is None:
+            probs = self.probs[index : index + 1]
+            chosen = chosen_probability(probs, torch.tensor([token], device=probs.device))
+        state = self.states[index : index + 1] if self.states is not None else None
+        session.add_batched_step(at, self.packed[index : index + 1], self.layout, chosen, state, token)
 
 
 def _new_token(row: BatchRow) -> int:

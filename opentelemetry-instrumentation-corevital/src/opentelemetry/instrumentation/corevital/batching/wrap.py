@@ -21,6 +21,7 @@ recorded on the request's span as ``corevital.error.type``; the manager's except
 from __future__ import annotations
 
 import inspect
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -60,6 +61,10 @@ class BatchingWrappers:
         self._hooks = hooks
         self._capture = capture
         self._log_once = generate.log_once
+        # stop_on: the request states in a step whose tokens are not yet accepted, by id (a
+        # RequestState is a dataclass, so neither hashable nor weak-referenceable)
+        self._live: dict[int, tuple[BatchStep, int]] = {}
+        self._live_lock = threading.Lock()
 
     # -- admission (submitter's thread) ---------------------------------------------------------
     def add_request(
@@ -109,7 +114,6 @@ class BatchingWrappers:
                 "reading the request", batched_request, manager, call_kwargs["input_ids"], settings
             ),
             level_unavailable=unavailable if self._capture is CaptureLevel.ATTENTION else None,
-            stop_on=(),
         )
         trace = RequestTrace(str(request_id), call)
         table.add(trace)
@@ -155,7 +159,13 @@ class BatchingWrappers:
         if levels:
             self._hooks.ensure(model)
         hidden = any(level.captures_hidden for level in levels)
-        return BatchStep(model, rows, hidden=hidden, summarise=bool(levels))
+        step = BatchStep(model, rows, hidden=hidden, summarise=bool(levels))
+        for index, row in enumerate(rows):
+            session = row.trace.call.session
+            if session is not None and session.stop_on and session.level is not None:
+                with self._live_lock:  # its monitor must see the step before its token is accepted
+                    self._live[id(row.state)] = (step, index)
+        return step
 
     # -- the step's tokens are known (generation thread) ----------------------------------------
     def update_batch(
@@ -170,7 +180,37 @@ class BatchingWrappers:
                 self._log_once("reading a continuous-batching step", exc)
         return result
 
+    def update_and_check_completion(
+        self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """``RequestState.update_and_check_completion(token, logprob)`` (``stop_on`` only): once the
+        token is accepted, feed the request's monitor; a stop signal ends the request right there, as
+        its end of sequence would (the manager then finishes and delivers it as usual)."""
+        with self._live_lock:
+            live = self._live.pop(id(instance), None) if self._live else None
+        finished = wrapped(*args, **kwargs)
+        if live is None or finished:
+            if live is not None:
+                live[0].deliver_row(live[1])
+            return finished
+        try:
+            step, index = live
+            step.deliver_row(index)
+            trace = step.rows[index].trace
+            session = trace.call.session
+            if session is not None and session.batched_stop():
+                instance.status = type(instance.status)(_FINISHED)
+                trace.stopped = True
+                return True
+        except Exception as exc:
+            self._log_once("checking a continuous-batching request for stop_on", exc)
+        return finished
+
     def _after_update(self, table: TraceTable, step: BatchStep) -> None:
+        if self._live:
+            with self._live_lock:
+                for row in step.rows:
+                    self._live.pop(id(row.state), None)
         if step.error is not None:
             for row in step.rows:
                 row.trace.call.internal_error("summarising a continuous-batching step", step.error)
