@@ -168,3 +168,18 @@ def test_a_failing_step_summary_costs_only_the_readout(
     for span in spans:
         assert span.attributes[sc.COREVITAL_ERROR_TYPE] == "RuntimeError"
         assert span.attributes[sc.GEN_AI_USAGE_OUTPUT_TOKENS] > 0
+
+
+def test_health_reports_collects_every_request_added_in_the_block(
+    smollm2: tuple[Any, Any], prompt_ids: list[list[int]], instrument: Any
+) -> None:
+    from opentelemetry.instrumentation.corevital import health_reports
+
+    instrument()
+    with health_reports() as reports:
+        results = generate_batch(smollm2, prompt_ids[:2])
+    assert len(reports) == len(results) == 2
+    assert sorted(r.capture.sequences[0].output_tokens for r in reports) == sorted(
+        len(o.generated_tokens) for o in results.values()
+    )
+    assert all(0.0 <= r.risk_score <= 1.0 for r in reports)

@@ -30,7 +30,7 @@ from .generation import GenerationOutcome, GenerationRequest, inspect_result, mo
 from .messages import Messages, call_messages, current_pipeline_call
 from .profiles import ModelProfile, profile_for
 from .report import CaptureReport
-from .reports import ReportDelivery
+from .reports import HealthReports, ReportDelivery
 from .signals.assess import HealthReport, assess_report
 from .signals.calibration import CalibrationProfile
 from .signals.fingerprint import prompt_hash
@@ -86,6 +86,7 @@ class Call:
     wants_report: bool = False
     hook_seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
+    collectors: tuple[HealthReports, ...] = ()  # the health_reports() blocks the call started in
 
     def internal_error(self, where: str, exc: BaseException) -> None:
         self.log_once(where, exc)
@@ -195,6 +196,7 @@ class GenerateWrapper:
         call.request = request
         call.span = self._writer.start_span(request, call.internal_error)
         call.wants_report = guard("checking for report collectors", self._delivery.wanted) or False
+        call.collectors = self._delivery.collectors()
         call.profile = guard("choosing the model profile", profile_for, model, self._settings.profiles_dir)
         if call.profile is not None:
             call.session = guard(
@@ -230,8 +232,9 @@ class GenerateWrapper:
         self._writer.finish(call.span, record, call.internal_error)
         if record.health is not None:
             call.guard(
-                "delivering the health report", self._delivery.deliver, record.health, call.internal_error
-            )
+                "delivering the health report", self._delivery.deliver, record.health, call.internal_error,
+                call.collectors,
+            )  # fmt: skip
 
     def _open_session(
         self,
