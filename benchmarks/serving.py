@@ -29,6 +29,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -95,6 +96,28 @@ def load(base_url: str, model: str, requests: int, clients: int, max_tokens: int
     return {"wall_seconds": wall, "requests": results}
 
 
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in ("torch", "transformers", "opentelemetry-sdk", "openai", "fastapi"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "absent"
+    return found
+
+
+def git_commit() -> str:
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        )
+        return done.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -157,7 +180,10 @@ def main() -> None:
             "processor": platform.processor() or platform.machine(),
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
+            "torch_threads": os.environ.get("OMP_NUM_THREADS", "1 (set by the harness)"),
         },
+        "versions": versions(),
+        "git_commit": git_commit(),
         "settings": {k: str(v) for k, v in vars(args).items()},
         "modes": {},
     }

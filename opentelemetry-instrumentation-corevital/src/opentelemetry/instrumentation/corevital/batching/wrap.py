@@ -41,7 +41,6 @@ ATTENTION_UNAVAILABLE = (
     "which return no attention weights"
 )
 
-_FINISHED = 3  # RequestStatus.FINISHED (FAILED is 4): terminal from here on
 
 
 class RequestCancelled(RuntimeError):
@@ -199,7 +198,7 @@ class BatchingWrappers:
             trace = step.rows[index].trace
             session = trace.call.session
             if session is not None and session.batched_stop():
-                instance.status = type(instance.status)(_FINISHED)
+                instance.status = type(instance.status).FINISHED
                 trace.stopped = True
                 return True
         except Exception as exc:
@@ -218,11 +217,11 @@ class BatchingWrappers:
         share = step.overhead / max(1, len(step.rows))
         for row in step.rows:
             row.trace.call.hook_seconds += share
-            if int(row.state.status) >= _FINISHED:
-                if int(row.state.status) == _FINISHED:
-                    self._close(table, row.trace, generated=row.state.to_generation_output().generated_tokens)
-                else:
-                    self._close(table, row.trace, exception=RuntimeError(row.state.error or "request failed"))
+            status = getattr(row.state.status, "name", "")
+            if status == "FINISHED":
+                self._close(table, row.trace, generated=row.state.to_generation_output().generated_tokens)
+            elif status == "FAILED":
+                self._close(table, row.trace, exception=RuntimeError(row.state.error or "request failed"))
 
     # -- failure and cancellation -----------------------------------------------------------------
     def fail_and_deliver(
