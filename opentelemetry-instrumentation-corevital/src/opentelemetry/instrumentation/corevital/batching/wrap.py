@@ -42,7 +42,6 @@ ATTENTION_UNAVAILABLE = (
 )
 
 
-
 class RequestCancelled(RuntimeError):
     """The request was cancelled before it finished (recorded on its span as ``error.type``)."""
 
@@ -170,11 +169,14 @@ class BatchingWrappers:
     def update_batch(
         self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        result = wrapped(*args, **kwargs)
         table = table_for(getattr(instance, "output_router", None))
-        if table is not None and table.pending:
+        # The oldest forward is the one this update is for (one behind with asynchronous batching);
+        # taken before the update, so that a failing update never leaves it behind for the next one.
+        step = table.pending.popleft() if table is not None and table.pending else None
+        result = wrapped(*args, **kwargs)
+        if table is not None and step is not None:
             try:
-                self._after_update(table, table.pending.popleft())
+                self._after_update(table, step)
             except Exception as exc:
                 self._log_once("reading a continuous-batching step", exc)
         return result
