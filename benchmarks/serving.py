@@ -15,7 +15,8 @@ client, streaming, greedy, ``--max-tokens`` each) send ``--requests`` chat reque
 Reported per run: requests/s and output tokens/s over the whole load, and per request (client-side)
 the time to first token and the time per output token after it (median and p90). CoreVital's cost is
 ``corevital`` against ``otel`` (the same OpenTelemetry setup without CoreVital). With ``--repeat 2``
-the configurations run in order, then in reverse order, and the runs of a configuration are pooled.
+the configurations run in order, then in reverse order (and so on with more), and the runs of a
+configuration are pooled; ``--configurations otel,corevital`` runs only those two.
 
 Results go to ``--out`` (default ``benchmarks/out/serving.json``, not tracked); the committed
 figures are in ``benchmarks/results/``. The script reports; it never fails on a number.
@@ -166,7 +167,17 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=32, help="requests per run, after a warm-up")
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients")
     parser.add_argument("--max-tokens", type=int, default=32, help="max_tokens of each request")
-    parser.add_argument("--repeat", type=int, default=1, help="2: the configurations again, in reverse order")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run the configurations this many times, every other time in reverse order",
+    )
+    parser.add_argument(
+        "--configurations",
+        default=",".join(CONFIGURATIONS),
+        help="which of plain, otel, corevital (comma-separated)",
+    )
     parser.add_argument("--model-dir", type=Path, default=OUT_DIR / "smollm2", help="saved once if missing")
     parser.add_argument("--out", type=Path, default=OUT_DIR / "serving.json")
     args = parser.parse_args()
@@ -189,14 +200,20 @@ def main() -> None:
     }
     try:
         for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
-            order = list(CONFIGURATIONS)
-            runs: dict[str, list[dict[str, Any]]] = {c: [] for c in CONFIGURATIONS}
+            order = [c for c in CONFIGURATIONS if c in args.configurations.split(",")]
+            runs: dict[str, list[dict[str, Any]]] = {c: [] for c in order}
             for repetition in range(args.repeat):
                 for configuration in order if repetition % 2 == 0 else order[::-1]:
                     runs[configuration].append(
                         run_configuration(model_dir, mode, configuration, args, receiver)
                     )
             summary = {c: summarise(r) for c, r in runs.items()}
+            summary["runs_requests_per_second"] = {
+                c: [summarise([run])["requests_per_second"] for run in r] for c, r in runs.items()
+            }
+            if "otel" not in summary or "corevital" not in summary:
+                report["modes"][mode] = summary
+                continue
             base, traced = summary["otel"], summary["corevital"]
             summary["corevital_cost"] = {
                 "throughput_percent": 100 * (1 - traced["requests_per_second"] / base["requests_per_second"]),
