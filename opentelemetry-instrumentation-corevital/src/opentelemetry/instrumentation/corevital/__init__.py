@@ -74,6 +74,25 @@ _GENERATE_MODULE = "transformers.generation.utils"
 _GENERATE_NAME = "GenerationMixin.generate"
 _PIPELINE_MODULE = "transformers.pipelines.base"
 _PIPELINE_NAME = "Pipeline.forward"
+_BATCHING_MODULE = "transformers.generation.continuous_batching.continuous_api"
+_BATCHING_SEAMS = (
+    ("ContinuousBatchingManager.add_request", "add_request"),
+    ("ContinuousBatchingManager.cancel_request", "cancel_request"),
+    ("ContinuousBatchProcessor._generation_step", "generation_step"),
+    ("ContinuousBatchProcessor.update_batch", "update_batch"),
+    ("OutputRouter.fail_and_deliver", "fail_and_deliver"),
+)
+_BATCHING_REQUESTS_MODULE = "transformers.generation.continuous_batching.requests"
+_BATCHING_STOP_SEAM = "RequestState.update_and_check_completion"
+_SERVE_CLIENT_MODULE = "transformers.cli.serving.model_manager"
+_SERVE_RUNNER_MODULE = "transformers.cli.serving.utils"
+_SERVE_SEAMS = (
+    (_SERVE_CLIENT_MODULE, "EngineClient._send_request", "send_request"),
+    (_SERVE_RUNNER_MODULE, "GenerateRunner.__init__", "runner_init"),
+    (_SERVE_RUNNER_MODULE, "GenerateRunner.generate", "runner_method"),
+    (_SERVE_RUNNER_MODULE, "GenerateRunner.submit", "runner_method"),
+    (_SERVE_RUNNER_MODULE, "CBGenerateRunner.generate", "runner_method"),
+)
 
 
 class CoreVitalInstrumentor(BaseInstrumentor):
@@ -88,6 +107,7 @@ class CoreVitalInstrumentor(BaseInstrumentor):
     # state lives in attributes set by _instrument, never in __init__.
     _hooks: Any = None  # capture.HookRegistry: every hook added, for uninstrument()
     _pipeline_wrapped = False  # Pipeline.forward is wrapped (content capture only)
+    _seams: Any = None  # integrations.Seams: the continuous-batching and serving wrappers
     settings: Settings | None = None  # the resolved settings of the current instrument() call
 
     def instrumentation_dependencies(self) -> Collection[str]:
@@ -133,15 +153,38 @@ class CoreVitalInstrumentor(BaseInstrumentor):
             calibration=calibration,
         )
         wrap_function_wrapper(_GENERATE_MODULE, _GENERATE_NAME, wrapper)
+        self._wrap_integrations(wrapper, settings)
         if settings.capture_content.enabled:
             wrap_function_wrapper(_PIPELINE_MODULE, _PIPELINE_NAME, _pipeline_forward)
             self._pipeline_wrapped = True
+
+    def _wrap_integrations(self, wrapper: Any, settings: Settings) -> None:
+        """Continuous batching and ``transformers serve``, wrapped when (and if) their modules are
+        imported: neither is imported here, as importing the server pulls in its web stack."""
+        from .batching.wrap import BatchingWrappers
+        from .integrations import Seams
+        from .serving.wrap import ServingWrappers
+
+        batching = BatchingWrappers(wrapper, self._hooks, settings.capture)
+        serving = ServingWrappers(wrapper.log_once)
+        seams = Seams(wrapper.log_once)
+        seams.add(_BATCHING_MODULE, [(name, getattr(batching, method)) for name, method in _BATCHING_SEAMS])
+        if settings.stop_on:  # only then: it runs for every request at every step
+            seams.add(
+                _BATCHING_REQUESTS_MODULE, [(_BATCHING_STOP_SEAM, batching.update_and_check_completion)]
+            )
+        for module, name, method in _SERVE_SEAMS:
+            seams.add(module, [(name, getattr(serving, method))])
+        self._seams = seams
 
     def _uninstrument(self, **kwargs: Any) -> None:
         from transformers.generation.utils import GenerationMixin
         from transformers.pipelines.base import Pipeline
 
         unwrap(GenerationMixin, "generate")
+        if self._seams is not None:
+            self._seams.remove_all()
+            self._seams = None
         if self._pipeline_wrapped:
             unwrap(Pipeline, "forward")
             self._pipeline_wrapped = False

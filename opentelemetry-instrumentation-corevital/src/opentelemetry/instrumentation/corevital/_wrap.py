@@ -16,7 +16,8 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from opentelemetry import trace
@@ -29,7 +30,7 @@ from .generation import GenerationOutcome, GenerationRequest, inspect_result, mo
 from .messages import Messages, call_messages, current_pipeline_call
 from .profiles import ModelProfile, profile_for
 from .report import CaptureReport
-from .reports import ReportDelivery
+from .reports import HealthReports, ReportDelivery
 from .signals.assess import HealthReport, assess_report
 from .signals.calibration import CalibrationProfile
 from .signals.fingerprint import prompt_hash
@@ -68,6 +69,37 @@ class _OncePerKind:
         )  # fmt: skip
 
 
+@dataclass
+class Call:
+    """One traced call in progress: what :meth:`GenerateWrapper.close_call` needs at its end.
+
+    ``internal_error`` logs a CoreVital failure once per kind and keeps its type for the span;
+    ``guard`` runs a step of CoreVital's own and turns its failure into ``None``.
+    """
+
+    started: float
+    log_once: Callable[[str, BaseException], None]
+    request: GenerationRequest = field(default_factory=lambda: GenerationRequest(model_name="unknown"))
+    span: trace.Span = trace.INVALID_SPAN
+    session: CaptureSession | None = None
+    profile: ModelProfile | None = None
+    wants_report: bool = False
+    hook_seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+    collectors: tuple[HealthReports, ...] = ()  # the health_reports() blocks the call started in
+
+    def internal_error(self, where: str, exc: BaseException) -> None:
+        self.log_once(where, exc)
+        self.errors.append(type(exc).__qualname__)
+
+    def guard(self, where: str, fn: Callable[..., T], *fn_args: Any) -> T | None:
+        try:
+            return fn(*fn_args)
+        except Exception as exc:
+            self.internal_error(where, exc)
+            return None
+
+
 class GenerateWrapper:
     """``wrapt`` wrapper of ``GenerationMixin.generate``."""
 
@@ -87,7 +119,7 @@ class GenerateWrapper:
         self._delivery = delivery
         self._calibration = calibration
         self._key = settings.prompt_hash_key.get_secret_value() if settings.prompt_hash_key else _PROCESS_KEY
-        self._log_once = _OncePerKind()
+        self.log_once = _OncePerKind()
 
     def __call__(
         self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -97,7 +129,7 @@ class GenerateWrapper:
         if not is_instrumentation_enabled():
             # Not traced, but still run with the model's own attention kernel (another thread may
             # be capturing attention on the same model).
-            with self._safely(lambda: self._gates.own_kernel(instance), self._log_once):
+            with self._safely(lambda: self._gates.own_kernel(instance), self.log_once):
                 try:
                     return wrapped(*args, **kwargs)
                 finally:
@@ -112,32 +144,10 @@ class GenerateWrapper:
         self, wrapped: Callable[..., Any], model: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         started = time.perf_counter()
-        errors: list[str] = []
-
-        def internal_error(where: str, exc: BaseException) -> None:
-            self._log_once(where, exc)
-            errors.append(type(exc).__qualname__)
-
-        def guard(where: str, fn: Callable[..., T], *fn_args: Any) -> T | None:
-            try:
-                return fn(*fn_args)
-            except Exception as exc:
-                internal_error(where, exc)
-                return None
-
-        pipeline = current_pipeline_call()
-        request = guard("reading the generate() arguments", resolve_request, model, args, kwargs, pipeline)
-        if request is None:
-            request = GenerationRequest(model_name=guard("naming the model", model_name, model) or "unknown")
-        span = self._writer.start_span(request, internal_error)
-        wants_report = guard("checking for report collectors", self._delivery.wanted) or False
-        profile = guard("choosing the model profile", profile_for, model, self._settings.profiles_dir)
-        session = None
-        if profile is not None:
-            session = guard(
-                "preparing the capture", self._open_session, model, request, profile,
-                span.is_recording() or wants_report, internal_error,
-            )  # fmt: skip
+        call = self.open_call(model, started, lambda guard: guard(
+            "reading the generate() arguments", resolve_request, model, args, kwargs, current_pipeline_call()
+        ))  # fmt: skip
+        span, session, guard = call.span, call.session, call.guard
         if session is not None and session.stop_on and session.level is not None:
             args, kwargs = guard("adding the stop_on criterion", inject_criterion, args, kwargs, session) or (
                 args,
@@ -145,9 +155,9 @@ class GenerateWrapper:
             )
         attention = session is not None and session.level is CaptureLevel.ATTENTION
         kernel = (lambda: self._gates.eager(model)) if attention else (lambda: self._gates.own_kernel(model))
-        hook_seconds = time.perf_counter() - started
+        call.hook_seconds = time.perf_counter() - started
         capture = active_session(session) if session is not None else contextlib.nullcontext()
-        with self._safely(kernel, internal_error) as unavailable:
+        with self._safely(kernel, call.internal_error) as unavailable:
             if unavailable and session is not None:
                 guard("lowering the capture level", session.without_attention, unavailable)
             with trace.use_span(
@@ -160,26 +170,84 @@ class GenerateWrapper:
                         finally:
                             self._release_forward(model)
                 except BaseException as exc:
-                    record = CallRecord(request, started, time.perf_counter(), exception=exc,
-                                        internal_errors=errors)  # fmt: skip
-                    self._writer.finish(span, record, internal_error)
+                    self.close_call(call, time.perf_counter(), exception=exc)
                     raise
-        record = CallRecord(request, started, time.perf_counter(), internal_errors=errors)
-        record.outcome = guard("reading the result", inspect_result, result, request)
-        if record.outcome is not None:
-            guard("reading out the capture", self._read_out, record, profile, session, span, wants_report)
-        record.hook_seconds = hook_seconds + (session.overhead if session is not None else 0.0)
-        self._writer.finish(span, record, internal_error)
-        if record.health is not None:
-            guard("delivering the health report", self._delivery.deliver, record.health, internal_error)
+        ended = time.perf_counter()
+        self.close_call(
+            call, ended, outcome=guard("reading the result", inspect_result, result, call.request)
+        )
         return result
+
+    # -- one call, from its start to its telemetry (generate() here; also continuous batching) ----
+    def open_call(
+        self,
+        model: Any,
+        started: float,
+        read_request: Callable[[Callable[..., Any]], GenerationRequest | None],
+        *,
+        level_unavailable: dict[str, str] | None = None,
+        stop_on: Collection[str] | None = None,
+    ) -> Call:
+        """Start one call: its request (``read_request(guard)``), its span (child of the current
+        context), its model profile and its capture session. Never raises.
+
+        ``level_unavailable``: capture levels this kind of call cannot have, with the reason;
+        ``stop_on``: the signals that may stop it (``None``: the settings').
+        """
+        call = Call(started=started, log_once=self.log_once)
+        guard = call.guard
+        request = read_request(guard)
+        if request is None:
+            request = GenerationRequest(model_name=guard("naming the model", model_name, model) or "unknown")
+        call.request = request
+        call.span = self._writer.start_span(request, call.internal_error)
+        call.wants_report = guard("checking for report collectors", self._delivery.wanted) or False
+        call.collectors = self._delivery.collectors()
+        call.profile = guard("choosing the model profile", profile_for, model, self._settings.profiles_dir)
+        if call.profile is not None:
+            call.session = guard(
+                "preparing the capture", self._open_session, model, request, call.profile,
+                call.span.is_recording() or call.wants_report, call.internal_error, level_unavailable,
+                self._settings.stop_on if stop_on is None else frozenset(stop_on),
+            )  # fmt: skip
+        return call
+
+    def close_call(
+        self,
+        call: Call,
+        ended: float,
+        *,
+        outcome: GenerationOutcome | None = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        """Read out the capture, write the call's telemetry, end its span and deliver its health
+        report. Never raises."""
+        record = CallRecord(
+            call.request, call.started, ended, exception=exception, internal_errors=call.errors
+        )
+        if exception is None:
+            record.outcome = outcome
+            if outcome is not None:
+                call.guard(
+                    "reading out the capture", self._read_out, record, call.profile, call.session, call.span,
+                    call.wants_report,
+                )  # fmt: skip
+            record.hook_seconds = call.hook_seconds + (
+                call.session.overhead if call.session is not None else 0.0
+            )
+        self._writer.finish(call.span, record, call.internal_error)
+        if record.health is not None:
+            call.guard(
+                "delivering the health report", self._delivery.deliver, record.health, call.internal_error,
+                call.collectors,
+            )  # fmt: skip
 
     def _release_forward(self, model: Any) -> None:
         """Let go of the model's forward gate if an interrupted forward left it held."""
         try:
             self._hooks.release(model)
         except Exception as exc:  # pragma: no cover - defensive: never on the user's path
-            self._log_once("releasing the forward gate", exc)
+            self.log_once("releasing the forward gate", exc)
 
     def _open_session(
         self,
@@ -188,14 +256,16 @@ class GenerateWrapper:
         profile: ModelProfile,
         wanted: bool,
         internal_error: Callable[[str, BaseException], None],
+        unavailable: dict[str, str] | None = None,
+        stop_on: Collection[str] = (),
     ) -> CaptureSession:
         self._hooks.ensure(model)
         settings = self._settings
         # An unsampled span pays for no capture, unless the user asked CoreVital to stop sequences
         # or to hand over the health report in code.
-        level: CaptureLevel | None = settings.capture if wanted or settings.stop_on else None
+        level: CaptureLevel | None = settings.capture if wanted or stop_on else None
         if level is not None and request.unsupported_reason is not None:
-            self._log_once("capturing this generation mode", NotImplementedError(request.unsupported_reason))
+            self.log_once("capturing this generation mode", NotImplementedError(request.unsupported_reason))
             level = None
         return CaptureSession(
             model,
@@ -211,7 +281,8 @@ class GenerateWrapper:
                 eos_token_ids=request.eos_token_ids,
                 early_warning=profile.early_warning,
             ),
-            stop_on=settings.stop_on,
+            stop_on=stop_on,
+            unavailable=unavailable,
         )
 
     def _read_out(

@@ -54,3 +54,28 @@ def load_smollm2(quiet: bool = True) -> tuple[Any, Any]:
         if quiet and bars:
             hf_logging.enable_progress_bar()
     return model, tokenizer
+
+
+def save_smollm2(directory: str | os.PathLike[str]) -> Path:
+    """Save SmolLM2 once as a plain safetensors folder (what ``transformers serve`` loads), and return it.
+
+    The GGUF weights are de-quantised into a model built from the GGUF's own config (so nothing of
+    the GGUF loader stays attached, ``quantization_config`` included), then saved with the
+    tokenizer. A folder already holding a saved model is returned as is.
+    """
+    target = Path(directory)
+    if (target / "model.safetensors").exists() and (target / "config.json").exists():
+        return target
+    source, tokenizer = load_smollm2()
+    from transformers import AutoModelForCausalLM
+
+    config = source.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config)
+    model.load_state_dict(source.state_dict())
+    model.generation_config = source.generation_config
+    target.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(target))
+    tokenizer.save_pretrained(str(target))
+    return target

@@ -70,10 +70,21 @@ class ReportDelivery:
         """Whether anyone in this context wants the report of the next call."""
         return self._callback is not None or bool(_COLLECTORS.get())
 
-    def deliver(self, report: HealthReport, on_error: Callable[[str, BaseException], None]) -> None:
-        """Give ``report`` to every collector of this context and to the callback; a raising
-        callback is reported as a CoreVital error, never raised into the call."""
-        for collector in _COLLECTORS.get():
+    @staticmethod
+    def collectors() -> tuple[HealthReports, ...]:
+        """The collectors of this context (kept by a call that ends on another thread)."""
+        return _COLLECTORS.get()
+
+    def deliver(
+        self,
+        report: HealthReport,
+        on_error: Callable[[str, BaseException], None],
+        collectors: tuple[HealthReports, ...] | None = None,
+    ) -> None:
+        """Give ``report`` to every collector (of this context, unless ``collectors`` says which:
+        those of the context the call started in) and to the callback; a raising callback is
+        reported as a CoreVital error, never raised into the call."""
+        for collector in _COLLECTORS.get() if collectors is None else collectors:
             collector.append(report)
         if self._callback is not None:
             try:

@@ -16,22 +16,37 @@ import logging
 import threading
 import weakref
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import torch
 
 from .forward_gate import ForwardGate, layer_outputs_need_gate
-from .session import CaptureSession
 
 logger = logging.getLogger(__name__)
 
-_CURRENT: contextvars.ContextVar[CaptureSession | None] = contextvars.ContextVar(
+ObserverT = TypeVar("ObserverT", bound="ForwardObserver")
+
+
+class ForwardObserver(Protocol):
+    """What the hooks report a forward to: a :class:`CaptureSession` (one ``generate()`` call), or a
+    continuous-batching step (``batching.BatchStep``)."""
+
+    model: Any
+
+    def before_forward(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]] | None: ...
+
+    def after_forward(self, kwargs: dict[str, Any], output: Any) -> None: ...
+
+
+_CURRENT: contextvars.ContextVar[ForwardObserver | None] = contextvars.ContextVar(
     "corevital_capture_session", default=None
 )
 
 
 @contextlib.contextmanager
-def active_session(session: CaptureSession) -> Iterator[CaptureSession]:
+def active_session(session: ObserverT) -> Iterator[ObserverT]:
     """Make ``session`` the one the hooks report to, for the duration of the block."""
     token = _CURRENT.set(session)
     try:
@@ -40,7 +55,7 @@ def active_session(session: CaptureSession) -> Iterator[CaptureSession]:
         _CURRENT.reset(token)
 
 
-def _session_for(module: torch.nn.Module) -> CaptureSession | None:
+def _session_for(module: torch.nn.Module) -> ForwardObserver | None:
     session = _CURRENT.get()
     if session is None or session.model is not module:
         return None

@@ -217,6 +217,87 @@ class CaptureSession:
                 self._added = ()
             self.overhead += time.perf_counter() - started
 
+    def add_batched_step(
+        self,
+        at: float,
+        packed: torch.Tensor | None = None,
+        layout: StepLayout | None = None,
+        chosen: torch.Tensor | None = None,
+        state: torch.Tensor | None = None,
+        token: int | None = None,
+    ) -> None:
+        """One decoding step of this call's single sequence, summarised together with other
+        sequences' in a packed forward (continuous batching, ``batching.BatchStep``).
+
+        Args:
+            at: ``time.perf_counter()`` when the step's token was produced.
+            packed: this sequence's ``[1, layout.width]`` row of the step (``None``: timing only).
+            layout: the columns of ``packed``.
+            chosen: ``[1]`` probability of the token sampled at this step.
+            state: ``[1, hidden]`` last-layer state (for the state similarities), with hidden states.
+            token: the token sampled at this step (fed to the streaming monitor with ``stop_on``).
+        """
+        if self._first_token is None:
+            self._first_token = at
+        if self.level is None or self.error is not None or packed is None or layout is None:
+            return
+        started = time.perf_counter()
+        try:
+            if self._steps and layout != self._layout:
+                raise CaptureError(f"the step layout changed from {self._layout} to {layout}")
+            self._layout = layout
+            self._step_times_ns.append(time.time_ns())
+            if state is not None:
+                self._hidden_size = int(state.shape[-1])
+                if self._live:  # the similarities now, for the monitor; in place in this row
+                    previous, maximum = self._similarity.update(state)
+                    packed[:, layout.cosine_previous] = previous.to(packed.device)
+                    packed[:, layout.max_similarity] = maximum.to(packed.device)
+                else:
+                    self._similarity.push(state)
+            self._steps.append(packed)
+            if chosen is not None:
+                self._chosen.append(chosen)
+            if self._live:
+                self._stream_batched(packed, layout, chosen, token)
+        except Exception as exc:
+            self._fail(exc)
+        self.overhead += time.perf_counter() - started
+
+    def _stream_batched(
+        self, packed: torch.Tensor, layout: StepLayout, chosen: torch.Tensor | None, token: int | None
+    ) -> None:
+        """Feed this sequence's monitor one batched step (``stop_on``): one device -> host transfer."""
+        if not self._monitors:
+            assert self._make_monitor is not None
+            self._monitors = [self._make_monitor()]
+        host = packed[0].float().cpu().numpy()
+        metrics = logit_metrics(host[None, layout.logits])
+        entropy = float(metrics["entropy"][0])
+        nan = inf = False
+        similarity = float("nan")
+        if layout.hidden_layers:
+            hidden = host[layout.hidden].reshape(layout.hidden_layers, len(HIDDEN_LAYER_FIELDS))
+            nan, inf = bool(hidden[:, _NAN_COUNT].sum() > 0), bool(hidden[:, _INF_COUNT].sum() > 0)
+            similarity = float(host[layout.max_similarity])
+        monitor = self._monitors[0]
+        monitor.observe_step(entropy, float(metrics["margin"][0]), similarity, nan or np.isnan(entropy), inf)
+        if token is not None:
+            probability = np.array([float(chosen[0]) if chosen is not None else np.nan])
+            monitor.observe_token(int(token), float(surprisal_bits(probability)[0]))
+
+    def batched_stop(self) -> bool:
+        """After :meth:`add_batched_step`: whether a ``stop_on`` signal fired in this call's single
+        sequence at this step (the intervention is recorded, as :meth:`stop_mask` does)."""
+        if self.error is not None or not self._live or not self._monitors or 0 in self._interventions:
+            return False
+        monitor = self._monitors[0]
+        signal = next((name for name in sorted(self.stop_on) if monitor.fired(name)), None)
+        if signal is None:
+            return False
+        self._interventions[0] = rep.Intervention(0, signal, len(self._steps) - 1)
+        return True
+
     def _fail(self, exc: BaseException) -> None:
         if self.error is None:
             self.error = exc
