@@ -2,12 +2,14 @@
 
 Continuous batching and ``transformers serve`` live in modules that ``generate()`` does not need
 (the server's pulls in its web stack), so they are wrapped through post-import hooks: at once when
-the module is already imported, else the moment it is. A seam that is missing (another transformers
-version) is logged once and skipped; the others are still wrapped.
+the module is already imported, else the moment it is. A module's seams are wrapped all or none:
+when one is missing (another transformers version, e.g. 4.5x's continuous batching), one INFO line
+says which and the module is left alone, so a request is never half traced.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -15,6 +17,8 @@ from typing import Any
 
 import wrapt
 from opentelemetry.instrumentation.utils import unwrap
+
+logger = logging.getLogger(__name__)
 
 Wrapper = Callable[[Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]], Any]
 
@@ -35,6 +39,13 @@ class Seams:
             with self._lock:
                 if not self._active:
                     return
+                missing = [name for name, _ in seams if not _resolves(loaded, name)]
+                if missing:
+                    logger.info(
+                        "CoreVital: %s is not instrumented with this transformers version (no %s); "
+                        "generate() still is.", module, ", ".join(missing),
+                    )  # fmt: skip
+                    return
                 for name, wrapper in seams:
                     try:
                         wrapt.wrap_function_wrapper(loaded, name, wrapper)
@@ -54,3 +65,13 @@ class Seams:
                 if owner is not None:
                     unwrap(owner, attribute)
             self._wrapped.clear()
+
+
+def _resolves(module: Any, path: str) -> bool:
+    """Whether ``Class.method`` exists in ``module``."""
+    target: Any = module
+    for part in path.split("."):
+        target = getattr(target, part, None)
+        if target is None:
+            return False
+    return True
