@@ -78,6 +78,10 @@ class SequenceReport:
         tokens: the generated token ids (content: never exported; used for repeated-text evidence).
         prompt_tokens: the prompt's token ids (content: never exported; used to find the first
             generated token that does not repeat the prompt, a risk feature).
+        state_projection: ``[steps, PROJECTION_DIMS]``: the middle decoder layer's last-position
+            state at each step, randomly projected (``summaries.representation``); ``None`` below
+            the ``hidden`` level and under beam search. Never exported; the risk score reads its
+            spread and its mean.
         firings: what the streaming detectors fired in this sequence while it was generated.
         streamed: whether a streaming monitor watched this sequence (then its early-warning
             detectors already ran; otherwise they run over the finished series).
@@ -94,6 +98,7 @@ class SequenceReport:
     top_ids: np.ndarray | None = None
     tokens: list[int] = field(default_factory=list)
     prompt_tokens: list[int] = field(default_factory=list)
+    state_projection: np.ndarray | None = None
     firings: list[Firing] = field(default_factory=list)
     streamed: bool = False
     intervention: Intervention | None = None

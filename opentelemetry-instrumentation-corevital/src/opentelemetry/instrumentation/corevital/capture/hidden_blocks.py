@@ -6,7 +6,8 @@ last-position layer states (``[layers, rows, hidden]``, in the model's dtype) an
 :func:`~..summaries.summarize_hidden` runs once per block over all of them: a handful of tensor
 operations per block instead of per step. The block is as many steps as fit in
 :data:`BLOCK_BYTES` (at most :data:`MAX_BLOCK`, at least one), so the memory held is bounded and
-small next to the model's own cache; the statistics are the same as step by step.
+small next to the model's own cache; the statistics are the same as step by step. The middle
+layer's projected state (:mod:`~..summaries.representation`) is computed per block too.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import torch
 
 from ..summaries import HIDDEN_LAYER_FIELDS, summarize_hidden
+from ..summaries.representation import project_states, representation_layer
 
 #: Most steps stored before their statistics are computed together.
 MAX_BLOCK = 32
@@ -36,6 +38,7 @@ class HiddenSummaryBlocks:
         self.block_bytes = block_bytes
         self._pending: list[torch.Tensor] = []
         self._done: list[torch.Tensor] = []
+        self._projected: list[torch.Tensor] = []
 
     def push(self, layers: torch.Tensor) -> None:
         """Store one step's ``[layers, rows, hidden]`` states (the tensor is kept, not copied)."""
@@ -57,10 +60,19 @@ class HiddenSummaryBlocks:
             return None
         return torch.cat(self._done)
 
+    def projections(self) -> torch.Tensor | None:
+        """``[steps, rows, PROJECTION_DIMS]`` float32: the middle layer's projected state of every
+        stored step; ``None`` as for :meth:`results`."""
+        self._flush()
+        if not self._projected or any(p.shape[1:] != self._projected[0].shape[1:] for p in self._projected):
+            return None
+        return torch.cat(self._projected)
+
     def clear(self) -> None:
         """Forget every stored state and result."""
         self._pending.clear()
         self._done.clear()
+        self._projected.clear()
 
     def _flush(self) -> None:
         if not self._pending:
@@ -70,4 +82,5 @@ class HiddenSummaryBlocks:
         steps, layers, rows, hidden = block.shape
         stats = summarize_hidden(block.reshape(steps * layers, rows, hidden))  # [rows, k x layers, F]
         fields = len(HIDDEN_LAYER_FIELDS)
+        self._projected.append(project_states(block[:, representation_layer(layers)]))
         self._done.append(stats.reshape(rows, steps, layers * fields).transpose(0, 1))

@@ -41,6 +41,7 @@ from ..summaries import (
     summarize_logits,
     surprisal_bits,
 )
+from ..summaries.representation import project_states, representation_layer
 from .hidden_blocks import HiddenSummaryBlocks
 from .layout import StepLayout
 from .similarity import StateSimilarity
@@ -162,6 +163,7 @@ class CaptureSession:
         self._prev_probs: torch.Tensor | None = None
         self._similarity = StateSimilarity()
         self._hidden_blocks = HiddenSummaryBlocks()
+        self._projected: list[torch.Tensor] = []  # live: the middle layer's projected state per step
         self._nan_columns: torch.Tensor | None = None
         self._hidden_size = 0
         self._attention_heads = 0
@@ -170,6 +172,7 @@ class CaptureSession:
         self._pending: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None)
         self._first_token: float | None = None
         self._step_times_ns: list[int] = []
+        self._chosen_column = -1  # column of the chosen token's probability in the host copy
 
     def without_attention(self, reason: str) -> None:
         """Attention cannot be captured for this call (say why on the span); keep the rest."""
@@ -305,6 +308,7 @@ class CaptureSession:
             self._chosen.clear()
             self._prev_probs = None
             self._similarity.clear()
+            self._projected.clear()
             if self._on_error is not None:
                 self._on_error(exc)
 
@@ -336,6 +340,7 @@ class CaptureSession:
             if self._live:
                 hidden_summary = summarize_hidden(layers)
                 previous, similarity = self._similarity.update(layers[-1])
+                self._projected.append(project_states(layers[representation_layer(hidden_layers)]))
                 parts += [hidden_summary.flatten(1), previous[:, None], similarity[:, None]]
             else:  # statistics and similarities computed in blocks and filled in at the end
                 self._similarity.push(layers[-1])
@@ -504,6 +509,15 @@ class CaptureSession:
         packed = torch.stack(steps)  # [steps, rows, features]
         total_steps, rows, _ = packed.shape
         layout = self._layout
+        projected = None
+        if layout.hidden_layers and self._single_beam:  # beam rows change meaning between steps
+            projected = (
+                self._hidden_blocks.projections()
+                if not self._live
+                else (torch.stack(self._projected) if self._projected else None)
+            )
+            if projected is not None and projected.shape[:2] != (total_steps, rows):
+                projected = None
         if layout.hidden_layers and not self._live:
             summaries = self._hidden_blocks.results()
             if summaries is not None and summaries.shape[:2] == (total_steps, rows):
@@ -530,14 +544,22 @@ class CaptureSession:
         self._prev_probs = None
         self._similarity.clear()
         self._hidden_blocks.clear()
+        self._projected.clear()
         self._chosen.clear()
-        # The one device -> host transfer of the series.
-        host = torch.cat((packed, chosen[..., None]), dim=-1).cpu().numpy().astype(np.float64)
+        # The one device -> host transfer of the series (and of the projected states).
+        parts = [packed, chosen[..., None]]
+        if projected is not None:
+            parts.append(projected.to(packed.device))
+        host = torch.cat(parts, dim=-1).cpu().numpy().astype(np.float64)
+        self._chosen_column = packed.shape[-1]
         row_of = self._row_mapping(rows, len(outcome.output_lengths))
         report.sequences = [
             self._sequence_report(host, index, row_of[index], outcome)
             for index in range(len(outcome.output_lengths))
         ]
+        if projected is not None:
+            for sequence, row in zip(report.sequences, row_of, strict=True):
+                sequence.state_projection = host[: sequence.steps, row, self._chosen_column + 1 :]
         return report
 
     def _replay(
@@ -585,7 +607,7 @@ class CaptureSession:
             rep.SERIES_MARGIN: metrics["margin"],
             rep.SERIES_TOPK_MASS: metrics["topk_mass"],
             rep.SERIES_TOP1_PROB: metrics["top_probs"][:, 0],
-            rep.SERIES_SURPRISAL: surprisal_bits(data[:, -1]),
+            rep.SERIES_SURPRISAL: surprisal_bits(data[:, self._chosen_column]),
         }
         tokens = _generated_tokens(outcome.sequences, index, self.request.prompt_length, n)
         report = rep.SequenceReport(
