@@ -157,7 +157,13 @@ def test_calibrate_labels_refits_the_risk_model(tiny_model_dir, tmp_path, instru
     labels.write_text("\n".join(json.dumps(r) for r in rows))
     out = tmp_path / "llama.yaml"
     assert (
-        cli.main(["calibrate", "--model", str(tiny_model_dir), "--labels", str(labels), "--out", str(out)])
+        cli.main(
+            [
+                "calibrate",
+                *("--model", str(tiny_model_dir), "--labels", str(labels), "--out", str(out)),
+                "--state-features",
+            ]
+        )
         == 0
     )
     instrumentor = instrument(profiles_dir=str(tmp_path))
@@ -167,6 +173,10 @@ def test_calibrate_labels_refits_the_risk_model(tiny_model_dir, tmp_path, instru
     profile = profile_for(model, instrumentor.settings.profiles_dir)
     assert profile.name == "llama" and profile.risk_model is not None
     assert profile.l2_explosion_multiplier == 10.0  # the rest of the shipped llama profile stays
+    # the state probe is fitted too, for this model's shape (the risk model's state_probe input)
+    assert profile.risk is not None and profile.risk.probe is not None
+    assert profile.risk.probe_for(model.config.hidden_size, model.config.num_hidden_layers) is not None
+    assert "state_probe" in profile.risk.short.features + profile.risk.long.features
     model.generate(**tiny_models.prompt(), max_new_tokens=4, do_sample=False)
     assert 0 <= telemetry.span().attributes[sc.COREVITAL_RISK_SCORE] <= 1
 

@@ -21,6 +21,7 @@ import argparse
 import inspect
 import json
 import logging
+import math
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -29,7 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from .signals.risk import RISK_FEATURES, risk_features
+from .signals.representation import state_mean
+from .signals.risk import DEFAULT_RISK_FEATURES, RISK_FEATURES, risk_features
+from .summaries.representation import PROJECTION_DIMS
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +140,9 @@ def calibrate(args: argparse.Namespace) -> int:
                 if reports.last is None:
                     continue
                 generated = result[0, inputs["input_ids"].shape[1] :].tolist()
-                sequence = reports.last.capture.sequences[0]
+                capture = reports.last.capture
+                sequence = capture.sequences[0]
+                l2 = sequence.hidden_layers.get("l2_norm")
                 record = {
                     "index": index,
                     "features": risk_features(
@@ -146,7 +151,11 @@ def calibrate(args: argparse.Namespace) -> int:
                         sequence.finish_reason,
                         generated,
                         inputs["input_ids"][0].tolist(),
+                        sequence.state_projection,
                     ).tolist(),
+                    # the state probe's input, and the shape of the model it belongs to
+                    "state_mean": state_mean(sequence.state_projection, PROJECTION_DIMS).tolist(),
+                    "probe_shape": [capture.hidden_size, int(l2.shape[1]) if l2 is not None else 0],
                     "series": {name: sequence.series[name].tolist() for name in PROFILE_SERIES},
                     "layers": {
                         name: getattr(sequence, source)[field].tolist()
@@ -159,7 +168,7 @@ def calibrate(args: argparse.Namespace) -> int:
     finally:
         instrumentor.uninstrument()
     if args.labels:
-        return _write_risk_profile(prompts, done, model, out, partial)
+        return _write_risk_profile(prompts, done, model, out, partial, args.state_features)
     builder = ProfileBuilder(model.name_or_path or args.model)
 
     for record in done.values():
@@ -175,19 +184,32 @@ def calibrate(args: argparse.Namespace) -> int:
 
 
 def _write_risk_profile(
-    prompts: list[dict[str, Any]], done: dict[int, dict[str, Any]], model: Any, out: Path, partial: Path
+    prompts: list[dict[str, Any]],
+    done: dict[int, dict[str, Any]],
+    model: Any,
+    out: Path,
+    partial: Path,
+    state_features: bool = False,
 ) -> int:
-    """Fit the risk model on the labelled runs and write it as a model profile (YAML)."""
+    """Fit the risk model on the labelled runs (with the hidden-state features and the state probe
+    when ``state_features``) and write it as a model profile (YAML)."""
     import yaml
 
     from .fitting import fit_risk_model
 
     indices = sorted(done)
-    features = np.array([done[i]["features"] for i in indices], dtype=float)
+    features = np.array(
+        [done[i]["features"] + done[i].get("state_mean", [math.nan] * PROJECTION_DIMS) for i in indices],
+        dtype=float,
+    )
     labels = np.array([float(prompts[i]["label"]) for i in indices])
     if len(set(labels.tolist())) < 2:
         raise SystemExit("--labels needs both failed (1) and good (0) generations")
-    risk_model = fit_risk_model(features, labels)
+    shapes = {tuple(done[i].get("probe_shape", (0, 0))) for i in indices}
+    shape = shapes.pop() if len(shapes) == 1 else (0, 0)
+    probe_shape = (int(shape[0]), int(shape[1])) if min(shape) > 0 else None
+    use = RISK_FEATURES if state_features else DEFAULT_RISK_FEATURES
+    risk_model = fit_risk_model(features, labels, probe_shape=probe_shape, use=use)
     model_type = str(getattr(getattr(model, "config", None), "model_type", "") or "default")
     profile = {"name": model_type, "risk_model": risk_model.to_mapping()}
     header = f"# Risk model refitted by `corevital calibrate --labels` on {len(indices)} labelled runs.\n"
@@ -277,6 +299,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cal.add_argument(
         "--no-resume", dest="resume", action="store_false", help="start over, ignoring saved progress"
+    )
+    cal.add_argument(
+        "--state-features",
+        action="store_true",
+        help="with --labels: let the risk model read the hidden-state features too (state spread and "
+        "a linear probe on the middle layer's states, fitted for this model)",
     )
     cal.set_defaults(handler=calibrate)
     return parser

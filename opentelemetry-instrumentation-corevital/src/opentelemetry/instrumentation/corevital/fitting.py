@@ -14,7 +14,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from .signals._util import as_array
-from .signals.risk import RISK_FEATURES, LogisticPart, RiskModel
+from .signals.representation import StateProbe
+from .signals.risk import DEFAULT_RISK_FEATURES, RISK_FEATURES, LogisticPart, RiskModel
+
+#: Folds of the cross-fitting that gives the training rows their probe scores.
+PROBE_FOLDS = 5
+#: Ridge strength of the probe (on standardised projected dimensions).
+PROBE_L2 = 30.0
 
 
 @dataclass(frozen=True)
@@ -78,7 +84,10 @@ def fit_platt(scores: np.ndarray | Iterable[float], labels: np.ndarray | Iterabl
     return PlattScaling(float(weights[0]), intercept)
 
 
-def _fit_part(x: np.ndarray, labels: np.ndarray, l2: float) -> LogisticPart:
+def _fit_part(
+    x: np.ndarray, labels: np.ndarray, l2: float, features: tuple[str, ...] = RISK_FEATURES
+) -> LogisticPart:
+    x = x[:, [RISK_FEATURES.index(f) for f in features]]
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         mean = np.nanmean(x, axis=0) if len(x) else np.zeros(x.shape[1])
@@ -88,7 +97,7 @@ def _fit_part(x: np.ndarray, labels: np.ndarray, l2: float) -> LogisticPart:
     z = np.where(np.isfinite(x), (x - mean) / scale, 0.0)
     weights, intercept = fit_logistic(z, labels, l2=l2)
     return LogisticPart(
-        RISK_FEATURES,
+        features,
         tuple(float(v) for v in mean),
         tuple(float(v) for v in scale),
         tuple(float(v) for v in weights),
@@ -107,12 +116,56 @@ def _failure_rate(labels: np.ndarray) -> float | None:
     return float(np.clip(y.mean(), 1e-3, 1 - 1e-3))
 
 
+def fit_probe(
+    means: np.ndarray, labels: np.ndarray, hidden_size: int, layers: int, l2: float | None = None
+) -> StateProbe | None:
+    """A ridge logistic regression on the standardised mean projected states (``[samples, dims]``;
+    rows with an undefined mean are left out; ``l2`` defaults to :data:`PROBE_L2`); ``None`` without
+    two classes among the usable rows."""
+    l2 = PROBE_L2 if l2 is None else l2
+    x = np.asarray(means, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.float64)
+    keep = np.isfinite(x).all(axis=1) & np.isfinite(y)
+    x, y = x[keep], y[keep]
+    if len(np.unique(y)) < 2:
+        return None
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale = np.where(scale > 1e-9, scale, 1.0)
+    weights, intercept = fit_logistic((x - mean) / scale, y, l2=l2)
+    return StateProbe(
+        hidden_size,
+        layers,
+        tuple(float(v) for v in mean),
+        tuple(float(v) for v in scale),
+        tuple(float(v) for v in weights),
+        float(intercept),
+    )
+
+
+def _cross_fitted_probe(
+    means: np.ndarray, labels: np.ndarray, hidden_size: int, layers: int, seed: int = 0
+) -> np.ndarray:
+    """Each row's probe score from a probe fitted without it (:data:`PROBE_FOLDS` folds), so that the
+    risk model learns how much to trust the probe on rows the probe never saw, as in use."""
+    rng = np.random.default_rng(seed)
+    folds = rng.permutation(len(labels)) % PROBE_FOLDS
+    out = np.full(len(labels), np.nan)
+    for fold in range(PROBE_FOLDS):
+        test = folds == fold
+        probe = fit_probe(means[~test], labels[~test], hidden_size, layers)
+        if probe is not None and test.any():
+            out[test] = probe.logit(means[test])
+    return out
+
+
 def fit_risk_model(
     features: np.ndarray,
     labels: np.ndarray | Iterable[float],
     split_output_tokens: int = 48,
     l2_short: float = 10.0,
     l2_long: float = 1.0,
+    probe_shape: tuple[int, int] | None = None,
+    use: tuple[str, ...] = DEFAULT_RISK_FEATURES,
 ) -> RiskModel:
     """Fit a :class:`RiskModel` on ``[samples, len(RISK_FEATURES)]`` features and 0/1 labels.
 
@@ -120,13 +173,32 @@ def fit_risk_model(
     (undefined values imputed with the mean); ``l2_*`` is the ridge strength on the standardised
     weights. A regime without rows, or with one class only, gets a constant model. Each regime
     records its rows' failure rate (``training_failure_rate``), the prior its intercept carries.
+
+    ``use`` names the features the model reads (:data:`DEFAULT_RISK_FEATURES`: the ones that earned
+    their place on the development sets, docs/evaluation.md; add :data:`STATE_FEATURES` for the
+    hidden-state ones). Rows may continue with their mean projected middle-layer state
+    (``[samples, len(RISK_FEATURES) + dims]``). With ``probe_shape`` (the model's hidden size and
+    decoder layer count) and ``state_probe`` in ``use``, a :class:`StateProbe` is fitted on those
+    means, the training rows' ``state_probe`` feature is its cross-fitted score, and the probe is
+    stored in the model.
     """
     x = np.asarray(features, dtype=np.float64)
     y = np.asarray(list(labels), dtype=np.float64)
+    probe = None
+    width = len(RISK_FEATURES)
+    if x.shape[1] > width:
+        means, x = x[:, width:], x[:, :width].copy()
+        column = RISK_FEATURES.index("state_probe")
+        x[:, column] = np.nan
+        if probe_shape is not None and "state_probe" in use:
+            probe = fit_probe(means, y, *probe_shape)
+            if probe is not None:
+                x[:, column] = _cross_fitted_probe(means, y, *probe_shape)
     tokens = np.expm1(x[:, RISK_FEATURES.index("output_tokens_log")])
     short = tokens <= split_output_tokens + 0.5
     return RiskModel(
         split_output_tokens,
-        _fit_part(x[short], y[short], l2_short),
-        _fit_part(x[~short], y[~short], l2_long),
+        _fit_part(x[short], y[short], l2_short, use),
+        _fit_part(x[~short], y[~short], l2_long, use),
+        probe,
     )

@@ -54,6 +54,20 @@ class RiskPart(BaseModel):
     )
 
 
+class ProbeSpec(BaseModel):
+    """The linear probe on the mean projected middle-layer state (docs/signals.md, "Representation
+    features"), for models of one shape."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    hidden_size: int = Field(ge=1, description="Hidden size of the model it was fitted on")
+    layers: int = Field(ge=1, description="Decoder layers of the model it was fitted on")
+    mean: list[float] = Field(min_length=1)
+    scale: list[float] = Field(min_length=1)
+    weights: list[float] = Field(min_length=1)
+    intercept: float
+
+
 class RiskModelSpec(BaseModel):
     """The fitted risk model as stored in a profile (docs/evaluation.md)."""
 
@@ -62,6 +76,9 @@ class RiskModelSpec(BaseModel):
     split_output_tokens: int = Field(ge=1)
     short: RiskPart
     long: RiskPart
+    probe: ProbeSpec | None = Field(
+        default=None, description="Linear probe on the middle layer's states; none: the feature is unused"
+    )
 
 
 class ModelProfile(BaseModel):

@@ -36,7 +36,12 @@ from .risk import (
 
 @dataclass
 class SequenceHealth:
-    """Everything CoreVital concludes about one returned sequence."""
+    """Everything CoreVital concludes about one returned sequence.
+
+    ``features`` are the risk model's inputs, in the order of ``signals.risk.RISK_FEATURES`` (NaN
+    where one is undefined, e.g. the hidden-state features at the ``logits`` level): what the risk
+    score read, for a user who wants to log or refit it.
+    """
 
     index: int
     flags: fl.HealthFlags
@@ -48,6 +53,7 @@ class SequenceHealth:
     narrative: str = ""
     divergence: Divergence | None = None
     firings: list[Firing] = field(default_factory=list)
+    features: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @property
     def flag_names(self) -> list[str]:
@@ -162,6 +168,7 @@ def assess_report(
             profile,
             sequence.firings,
             attention_heads=report.attention_heads,
+            hidden_size=report.hidden_size,
             calibration=calibration,
             token_text=functools.partial(token_text, sequence.index) if token_text is not None else None,
             streamed=sequence.streamed,
@@ -230,6 +237,7 @@ def assess(
     firings: Sequence[Firing] = (),
     *,
     attention_heads: int = 0,
+    hidden_size: int = 0,
     calibration: CalibrationProfile | None = None,
     token_text: Callable[[int], str] | None = None,
     streamed: bool = False,
@@ -243,6 +251,8 @@ def assess(
         profile: the model profile's thresholds.
         firings: what the streaming detectors reported for this sequence during generation.
         attention_heads: heads per layer (for the collapse rate), 0 without attention capture.
+        hidden_size: width of the hidden states (whether the risk model's probe applies), 0 when
+            they are not captured.
         calibration: a healthy-run profile; gives the divergence score when present.
         token_text: names the token of a step (only with content capture on).
         tokens: the sequence's generated token ids (for the repeated-text risk feature).
@@ -277,8 +287,22 @@ def assess(
         collapsed_head_share=share,
         repetition_evidence=fl.REPETITION_LOOP in flags,
     )
+    layer_l2 = _layer_field(sequence.hidden_layers, "l2_norm")
+    layer_count = int(layer_l2.shape[1]) if layer_l2 is not None and layer_l2.ndim == 2 else 0
+    # the hidden-state features cost a small eigen-solve per call: computed only for a risk model
+    # that reads them (undefined otherwise; SequenceReport.state_projection has their input)
+    reads_state = profile.risk is not None and profile.risk.reads_state
+    probe = (
+        profile.risk.probe_for(hidden_size, layer_count) if profile.risk is not None and reads_state else None
+    )
     features = risk_features(
-        series, sequence.output_tokens, sequence.finish_reason, tokens, sequence.prompt_tokens
+        series,
+        sequence.output_tokens,
+        sequence.finish_reason,
+        tokens,
+        sequence.prompt_tokens,
+        sequence.state_projection if reads_state else None,
+        probe,
     )
     if profile.risk is not None:
         risk = model_risk(profile.risk, features, flags, compound, expected_failure_rate)
@@ -316,4 +340,5 @@ def assess(
         narrative=narrative(risk, flags, entropy, compound, blamed, token_text),
         divergence=divergence_result,
         firings=sorted(all_firings, key=lambda f: (f.step, f.name)),
+        features=features,
     )

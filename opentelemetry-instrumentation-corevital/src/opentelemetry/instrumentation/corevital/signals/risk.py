@@ -13,6 +13,7 @@ from . import flags as fl
 from ._util import finite, mean_or
 from .compound import CompoundSignal
 from .repetition import ngram_repeat_share
+from .representation import StateProbe, state_mean, state_spread
 
 LOW, MODERATE, HIGH = "low", "moderate", "high"
 
@@ -111,7 +112,17 @@ RISK_FEATURES: tuple[str, ...] = (
     "similarity_high_share",
     "ngram_repeat_share",
     "first_new_token_surprisal",
+    "state_spread",
+    "state_probe",
 )
+
+#: The hidden-state features (docs/signals.md, "Representation features"): computed at the
+#: ``hidden`` level, read by a risk model only when it was fitted with them.
+STATE_FEATURES: tuple[str, ...] = ("state_spread", "state_probe")
+#: The features the shipped risk model is fitted on: every feature that raised the out-of-fold and
+#: the leave-one-task-out AUROC on the development sets (docs/evaluation.md, "Features: with and
+#: without"); the state features did not, so they are left out.
+DEFAULT_RISK_FEATURES: tuple[str, ...] = tuple(f for f in RISK_FEATURES if f not in STATE_FEATURES)
 
 #: What a feature that raises the risk says, as a risk factor name.
 FEATURE_FACTORS = {
@@ -127,6 +138,8 @@ FEATURE_FACTORS = {
     "similarity_high_share": "state_revisited",
     "ngram_repeat_share": "repeated_text",
     "first_new_token_surprisal": "uncertain_answer_start",
+    "state_spread": "hidden_state_spread",
+    "state_probe": "hidden_state_probe",
 }
 SIMILARITY_HIGH = 0.95
 
@@ -156,8 +169,15 @@ def risk_features(
     finish_reason: str,
     tokens: Sequence[int] = (),
     prompt_tokens: Sequence[int] = (),
+    projection: np.ndarray | None = None,
+    probe: StateProbe | None = None,
 ) -> np.ndarray:
-    """The :data:`RISK_FEATURES` of one sequence (NaN where a feature is undefined)."""
+    """The :data:`RISK_FEATURES` of one sequence (NaN where a feature is undefined).
+
+    ``projection`` is the sequence's projected middle-layer states (``SequenceReport.state_projection``;
+    ``None`` below the ``hidden`` level), ``probe`` the model's fitted probe when it applies to this
+    model (else ``state_probe`` is undefined).
+    """
 
     def stat(name: str, fn: str) -> float:
         values = finite(series.get(name, np.zeros(0)))
@@ -180,6 +200,8 @@ def risk_features(
             float((similarity > SIMILARITY_HIGH).mean()) if similarity.size else float("nan"),
             ngram_repeat_share(list(tokens)),
             first_new_token_surprisal(series.get("surprisal", np.zeros(0)), list(tokens), prompt_tokens),
+            state_spread(projection),
+            float(probe.logit(state_mean(projection, probe.dims))) if probe is not None else float("nan"),
         ]
     )
 
@@ -284,21 +306,49 @@ class RiskModel:
     split_output_tokens: int
     short: LogisticPart
     long: LogisticPart
+    probe: StateProbe | None = None
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> RiskModel:
+        probe = data.get("probe")
         return cls(
             int(data["split_output_tokens"]),
             LogisticPart.from_mapping(data["short"]),
             LogisticPart.from_mapping(data["long"]),
+            StateProbe.from_mapping(probe) if probe else None,
         )
 
     def to_mapping(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "split_output_tokens": self.split_output_tokens,
             "short": self.short.to_mapping(),
             "long": self.long.to_mapping(),
         }
+        if self.probe is not None:
+            data["probe"] = self.probe.to_mapping()
+        return data
+
+    @property
+    def reads_state(self) -> bool:
+        """Whether either regime reads a hidden-state feature (:data:`STATE_FEATURES`)."""
+        return any(f in STATE_FEATURES for f in (*self.short.features, *self.long.features))
+
+    def probe_for(self, hidden_size: int, layers: int) -> StateProbe | None:
+        """The probe, when it was fitted on a model of this shape."""
+        return self.probe if self.probe is not None and self.probe.applies(hidden_size, layers) else None
+
+    def with_probe(self, rows: np.ndarray) -> np.ndarray:
+        """Feature rows from ``[..., len(RISK_FEATURES) + dims]`` inputs (features followed by the
+        mean projected state, as the fitting and the evaluation keep them): ``state_probe`` filled in
+        by this model's probe (undefined without one). Rows of plain features pass unchanged."""
+        x = np.asarray(rows, dtype=np.float64)
+        width = len(RISK_FEATURES)
+        if x.shape[-1] == width:
+            return x
+        out = x[..., :width].copy()
+        column = RISK_FEATURES.index("state_probe")
+        out[..., column] = self.probe.logit(x[..., width:]) if self.probe is not None else np.nan
+        return out
 
     def part(self, features: np.ndarray) -> LogisticPart:
         """The regime of one feature row."""
@@ -311,7 +361,7 @@ class RiskModel:
         Without ``expected_failure_rate`` the probability is for data like the training data; with
         it, each regime's logit is shifted from its training failure rate to that rate.
         """
-        x = np.asarray(features, dtype=np.float64)
+        x = self.with_probe(np.asarray(features, dtype=np.float64))
         if x.ndim == 1:
             return float(self.part(x).predict(x, expected_failure_rate))
         return np.array([float(self.part(row).predict(row, expected_failure_rate)) for row in x])
