@@ -34,18 +34,21 @@ sys.path.insert(0, str(ROOT))
 from eval import graders, heldout, lead_times  # noqa: E402
 from eval.metrics import brier_score, expected_calibration_error  # noqa: E402
 from opentelemetry.instrumentation.corevital import semconv as sc  # noqa: E402
-from opentelemetry.instrumentation.corevital.fitting import fit_platt, fit_risk_model  # noqa: E402
+from opentelemetry.instrumentation.corevital.fitting import fit_platt  # noqa: E402
 from opentelemetry.instrumentation.corevital.profiles import ModelProfile  # noqa: E402
 from opentelemetry.instrumentation.corevital.signals.repetition import (  # noqa: E402
     RepetitionDetector,
     first_repeated_ngram,
 )
+from opentelemetry.instrumentation.corevital.signals.representation import state_mean  # noqa: E402
 from opentelemetry.instrumentation.corevital.signals.risk import (  # noqa: E402
     DEFAULT_EXPECTED_FAILURE_RATE,
-    RISK_FEATURES,
+    DEFAULT_RISK_FEATURES,
+    STATE_FEATURES,
     RiskModel,
     risk_features,
 )
+from opentelemetry.instrumentation.corevital.summaries.representation import PROJECTION_DIMS  # noqa: E402
 
 FOLDS = 5
 SEED = 0
@@ -75,6 +78,7 @@ class Item:
     finish_reason: str
     seconds: float
     prompt_ids: list[int] | None = None
+    projection: np.ndarray | None = None
     label: bool = False
     features: np.ndarray = field(default_factory=lambda: np.zeros(0))
     fold: int = 0
@@ -125,18 +129,29 @@ def load(cache: Path) -> list[Item]:
             series = {k: np.array([np.nan if v is None else v for v in vs], dtype=float)
                       for k, vs in record["series"].items()}  # fmt: skip
             reasons = record["attributes"].get(sc.GEN_AI_RESPONSE_FINISH_REASONS) or [sc.FINISH_REASON_STOP]
+            projection = record.get("state_projection")
             items[record["key"]] = Item(
                 set_name, task, row, record["tokens"], record["text"], series, reasons[0], record["seconds"],
                 record.get("prompt_tokens"),
+                None if projection is None else np.array(projection, dtype=float).reshape(-1, PROJECTION_DIMS),
             )  # fmt: skip
+            if record.get("hidden_size") and record.get("layers"):
+                heldout.PROBE_SHAPE = (int(record["hidden_size"]), int(record["layers"]))
     result = sorted(items.values(), key=lambda i: (i.set_name, i.row["prompt"]))
     for item in result:
         item.label = (
             graders.loop(item.tokens) if item.task == "loops" else graders.qa_wrong(item.row, item.text)
         )
-        item.features = risk_features(
-            item.series, len(item.tokens), item.finish_reason, item.tokens, prompt_tokens(item)
-        )
+        # the features, then the mean projected state (the state probe's input, fitted per fold)
+        item.features = np.concatenate(
+            [
+                risk_features(
+                    item.series, len(item.tokens), item.finish_reason, item.tokens, prompt_tokens(item),
+                    item.projection,
+                ),
+                state_mean(item.projection, PROJECTION_DIMS),
+            ]
+        )  # fmt: skip
     # folds: stratified by task and label, by prompt (every item is its own prompt)
     rng = np.random.default_rng(SEED)
     by_stratum: dict[tuple[str, bool], list[Item]] = defaultdict(list)
@@ -276,6 +291,32 @@ def choose_detector(items: list[Item]) -> tuple[int, float]:
     return best
 
 
+def grid_feasibility(loops: list[Item]) -> str:
+    """Whether any detector setting meets issue 13's loop targets even in-sample (scored on the
+    items it is chosen on), and the closest settings: is the target within this detector's reach?"""
+    rows = []
+    for ngram, threshold in DETECTOR_GRID:
+        result = Detection()
+        for item in loops:
+            result.add(item, detect(item, ngram, threshold))
+        delay = float(np.median(result.delays)) if result.delays else math.inf
+        rows.append((ngram, threshold, result.rate, result.false_alarm_rate, delay))
+    met = [r for r in rows if r[2] >= 0.95 and r[3] <= 0.06 and r[4] <= 4]
+    near = sorted(
+        (r for r in rows if r[2] >= 0.95),
+        key=lambda r: (max(0.0, r[3] - 0.06) * 100 + max(0.0, r[4] - 4), r[3]),
+    )[:3]
+    listed = "; ".join(
+        f"({n}, {t}): {100 * c:.0f}% caught, {100 * f:.0f}% false alarms, delay {d:g}"
+        for n, t, c, f, d in near
+    )
+    head = (
+        f"{len(met)} of {len(rows)} settings meet all three loop targets (≥ 95% caught, ≤ 6% false alarms, "
+        "median delay ≤ 4) even in-sample"
+    )
+    return f"{head}; the closest: {listed}"
+
+
 def streaming(loops: list[Item]) -> tuple[Detection, list[tuple[int, float]]]:
     """Detector settings chosen on the other folds, scored on each fold."""
     total, chosen = Detection(), []
@@ -354,7 +395,7 @@ def easy_panel(dev: list[Item], easy: list[Item]) -> dict[str, Any]:
     never saw: at the default expected failure rate and at the training data's."""
     x = np.stack([i.features for i in dev])
     y = np.array([i.label for i in dev], dtype=float)
-    raw, rate = heldout.score(fit_risk_model(x, y), np.stack([i.features for i in easy]))
+    raw, rate = heldout.score(heldout.fit(x, y), np.stack([i.features for i in easy]))
     scores = heldout.HeldOut(raw, rate)
     labels = np.array([i.label for i in easy])
     out: dict[str, Any] = {"items": len(easy), "wrong": int(labels.sum()), "by_prior": {}}
@@ -431,7 +472,7 @@ def evaluate(items: list[Item], report: Path, plots: Path, command: str) -> dict
         "graders in `eval/graders.py` (tested in `tests/test_eval_graders.py`).",
         "",
         "The risk score is the model shipped in `configs/model_profiles/default.yaml`: two logistic regressions "
-        f"over {len(RISK_FEATURES)} standardised features ({', '.join(f'`{f}`' for f in RISK_FEATURES)}), one for "
+        f"over {len(DEFAULT_RISK_FEATURES)} standardised features ({', '.join(f'`{f}`' for f in DEFAULT_RISK_FEATURES)}), one for "
         "outputs of at most 48 tokens (ridge 10) and one for longer outputs (ridge 1), each pooled over every "
         "development task (not the easy panel); the task is never an input. **Every number below comes from "
         "a model that did not see the item**: leave-one-task-out (fitted on the loops and the other QA tasks, "
@@ -557,6 +598,7 @@ def evaluate(items: list[Item], report: Path, plots: Path, command: str) -> dict
             f"- wasted tokens (after the first repeated 8-gram) that `stop_on=repetition_loop` saves: "
             f"**{fmt(100 * s['saved_share'], 0)}%**",
             f"- settings chosen on the training folds (n-gram, similarity threshold): {chosen}",
+            "- " + grid_feasibility([i for i in dev if i.task == "loops"]),
             "",
             "### Loops: AUROC by prompt template, and label threshold sweep",
             "",
@@ -658,42 +700,54 @@ def early_warning_section(dev: list[Item]) -> tuple[list[str], dict[str, Any]]:
     return lines, out
 
 
-#: Features whose worth the report checks by leaving them out (docs/signals.md, "Risk score").
-ABLATED = ("first_new_token_surprisal",)
+#: Variants of the pipeline the report compares with the shipped one: a feature left out, or
+#: features added (docs/signals.md, "Risk score" and "Representation features").
+VARIANTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("without `first_new_token_surprisal`", tuple(f for f in DEFAULT_RISK_FEATURES if f != "first_new_token_surprisal")),
+    ("with `state_spread`", (*DEFAULT_RISK_FEATURES, "state_spread")),
+    ("with `state_probe`", (*DEFAULT_RISK_FEATURES, "state_probe")),
+    ("with both", (*DEFAULT_RISK_FEATURES, *STATE_FEATURES)),
+)  # fmt: skip
 
 
 def ablation_section(
     dev: list[Item], oof: heldout.HeldOut, loto: heldout.HeldOut
 ) -> tuple[list[str], dict[str, Any]]:
-    """AUROC per task of the same pipeline with each of :data:`ABLATED` left out (its column
-    undefined, so it is imputed as average and carries no weight), out-of-fold and leave-one-task-out."""
+    """AUROC per task of the pipeline refitted on other feature sets (:data:`VARIANTS`), out-of-fold
+    and leave-one-task-out, beside the shipped one."""
+    x = np.stack([i.features for i in dev])
     y = np.array([i.label for i in dev], dtype=float)
     tasks = np.array([i.task for i in dev])
     folds = np.array([i.fold for i in dev])
     qa_present = [t for t in QA_TASKS if t in set(tasks)]
     lines = [
         "",
-        "## Answer-aware features: with and without",
+        "## Features: with and without",
         "",
-        "The same pipeline refitted with the feature left out, scored the same way (5-fold / leave-one-task-out).",
+        "The same pipeline refitted on another feature set, scored the same way (5-fold / leave-one-task-out). "
+        "A feature ships only if it raises both on every task; the hidden-state features (docs/signals.md, "
+        '"Representation features"; `state_probe` is the linear probe on the middle layer\'s mean projected '
+        "state, fitted and cross-fitted inside each training fold) are read from the projected states that the "
+        "`hidden` level captures either way.",
         "",
-        "| task | with all features | " + " | ".join(f"without `{f}`" for f in ABLATED) + " |",
-        "|---|---|" + "---|" * len(ABLATED),
+        "| task | shipped | " + " | ".join(name for name, _ in VARIANTS) + " |",
+        "|---|---|" + "---|" * len(VARIANTS),
     ]
     out: dict[str, Any] = {}
     variants = []
-    for feature in ABLATED:
-        x = np.stack([i.features for i in dev])
-        x[:, RISK_FEATURES.index(feature)] = np.nan
+    for _, use in VARIANTS:
+        fit = functools.partial(heldout.fit, use=use)
         variants.append(
-            (heldout.held_out(x, y, folds), heldout.held_out(x, y, tasks, score_groups=qa_present))
+            (
+                heldout.held_out(x, y, folds, fit=fit),
+                heldout.held_out(x, y, tasks, score_groups=qa_present, fit=fit),
+            )
         )
     for task in TASKS:
         index = task_index(dev, task)
         if not index:
             continue
         labels = y[index].astype(bool)
-
         scored = [(oof, loto), *variants]
         cells = [
             f"{fmt(auroc(a.raw[index], labels))} / "
@@ -762,7 +816,7 @@ def write_profile(items: list[Item], profile: Path) -> RiskModel:
     items = [i for i in items if i.task in TASKS]
     x = np.stack([i.features for i in items])
     y = np.array([i.label for i in items], dtype=float)
-    model = fit_risk_model(x, y)
+    model = heldout.fit(x, y)
     ngram, threshold = choose_detector([i for i in items if i.task == "loops"])
     data = yaml.safe_load(profile.read_text()) or {}
     data["repetition_ngram"] = ngram

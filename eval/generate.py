@@ -6,7 +6,8 @@ user's telemetry would hold, so that scoring and fitting take seconds.
 Every item is generated greedily (``max_new_tokens`` from the row, else 128), through
 ``CoreVitalInstrumentor`` with in-memory exporters. One JSON line per item is appended to
 ``<cache>/<set>.<worker>.jsonl``: the generated token ids and text, the span's CoreVital attributes
-and events, and the per-step series of the capture report. Items already cached are skipped, so an
+and events, the per-step series of the capture report and its projected middle-layer states
+(``state_projection``, with the model's hidden size and layer count). Items already cached are skipped, so an
 interrupted run resumes.
 """
 
@@ -116,7 +117,10 @@ def worker(name: str, rows: list[dict[str, Any]], shard: Path, capture: str) -> 
                 tokens = out[0, inputs["input_ids"].shape[1] :].tolist()
                 (span,) = exporter.get_finished_spans()
                 assert reports.last is not None
-                sequence = reports.last.capture.sequences[0]
+                capture = reports.last.capture
+                sequence = capture.sequences[0]
+                projection = sequence.state_projection
+                l2 = sequence.hidden_layers.get("l2_norm")
                 record = {
                     "key": item_key(row),
                     "row": row,
@@ -131,6 +135,13 @@ def worker(name: str, rows: list[dict[str, Any]], shard: Path, capture: str) -> 
                     "series": {
                         k: [None if v != v else v for v in sequence.series[k].tolist()] for k in SERIES
                     },
+                    "hidden_size": capture.hidden_size,
+                    "layers": int(l2.shape[1]) if l2 is not None else 0,
+                    "state_projection": (
+                        None
+                        if projection is None
+                        else [[None if v != v else round(v, 6) for v in step] for step in projection.tolist()]
+                    ),
                 }
                 sink.write(json.dumps(record) + "\n")
                 sink.flush()

@@ -15,7 +15,18 @@ from typing import Any
 import numpy as np
 
 from opentelemetry.instrumentation.corevital.fitting import fit_risk_model
-from opentelemetry.instrumentation.corevital.signals.risk import RiskModel
+from opentelemetry.instrumentation.corevital.signals.risk import DEFAULT_RISK_FEATURES, RiskModel
+
+#: ``(hidden size, decoder layers)`` of the model the cached generations come from, set by
+#: ``evaluate.load``: rows carry the mean projected state after the features, and every fit fits the
+#: state probe too (``None``: no probe).
+PROBE_SHAPE: tuple[int, int] | None = None
+
+
+def fit(x: np.ndarray, y: np.ndarray, use: tuple[str, ...] = DEFAULT_RISK_FEATURES) -> RiskModel:
+    """The evaluated pipeline: the risk model on the features ``use`` names (the shipped ones by
+    default), with the state probe when ``state_probe`` is among them (:data:`PROBE_SHAPE`)."""
+    return fit_risk_model(x, y, probe_shape=PROBE_SHAPE, use=use)
 
 
 @dataclass
@@ -45,7 +56,9 @@ class HeldOut:
 
 
 def score(model: RiskModel, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(raw probability, training rate of the scoring regime)`` per row of ``x``."""
+    """``(raw probability, training rate of the scoring regime)`` per row of ``x`` (features, then
+    the mean projected state, which the model's probe scores)."""
+    x = model.with_probe(x)
     raw, rate = np.zeros(len(x)), np.zeros(len(x))
     for k, row in enumerate(x):
         part = model.part(row)
@@ -58,13 +71,14 @@ def held_out(
     x: np.ndarray,
     y: np.ndarray,
     groups: np.ndarray,
-    fit: Callable[[np.ndarray, np.ndarray], RiskModel] = fit_risk_model,
+    fit: Callable[[np.ndarray, np.ndarray], RiskModel] | None = None,
     score_groups: Sequence[Any] | None = None,
     train_mask: np.ndarray | None = None,
 ) -> HeldOut:
     """For every group ``g`` (a fold, or a task), fit on the rows of the other groups and score the
     rows of ``g``. ``score_groups`` limits which groups are held out (others stay NaN);
     ``train_mask`` limits which rows may ever be trained on."""
+    fit = fit or globals()["fit"]
     allowed = np.ones(len(y), dtype=bool) if train_mask is None else train_mask
     raw, rate = np.full(len(y), np.nan), np.full(len(y), np.nan)
     for group in score_groups if score_groups is not None else np.unique(groups):

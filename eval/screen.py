@@ -1,0 +1,202 @@
+"""Screen candidate changes to the risk pipeline on the cached generations (issue 13): what was tried
+beside the shipped pipeline, and why it does not ship. Prints markdown tables (eval/README.md).
+
+    python eval/screen.py [--cache eval/cache]
+
+Every AUROC is out-of-fold (the protocol's folds) / leave-one-task-out, as in ``evaluate.py``; the
+easy panel is scored by the model fitted on every development item, at the default expected failure
+rate. Nothing here is used by the instrumentation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import math
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from eval import evaluate as ev  # noqa: E402
+from eval import heldout  # noqa: E402
+from opentelemetry.instrumentation.corevital import fitting  # noqa: E402
+from opentelemetry.instrumentation.corevital.signals.representation import state_spread  # noqa: E402
+from opentelemetry.instrumentation.corevital.signals.risk import (  # noqa: E402
+    DEFAULT_RISK_FEATURES,
+    RISK_FEATURES,
+    RiskModel,
+)
+
+WIDTH = len(RISK_FEATURES)
+SPARE = RISK_FEATURES.index("state_spread")  # the column a candidate feature is screened in
+
+
+class Data:
+    def __init__(self, cache: Path) -> None:
+        items = ev.load(cache)
+        self.dev = [i for i in items if i.task in ev.TASKS]
+        self.easy = [i for i in items if i.task == ev.EASY]
+        self.y = np.array([i.label for i in self.dev], dtype=float)
+        self.tasks = np.array([i.task for i in self.dev])
+        self.folds = np.array([i.fold for i in self.dev])
+        self.x = np.stack([i.features for i in self.dev])
+        self.x_easy = np.stack([i.features for i in self.easy])
+        self.y_easy = np.array([i.label for i in self.easy])
+
+
+def row(data: Data, name: str, x: np.ndarray, x_easy: np.ndarray, fit: Callable[..., RiskModel]) -> str:
+    oof = heldout.held_out(x, data.y, data.folds, fit=fit)
+    loto = heldout.held_out(x, data.y, data.tasks, score_groups=list(ev.QA_TASKS), fit=fit)
+    cells = []
+    for task in ev.TASKS:
+        index = data.tasks == task
+        labels = data.y[index].astype(bool)
+        a = ev.fmt(ev.auroc(oof.raw[index], labels))
+        cells.append(a if task == "loops" else f"{a} / {ev.fmt(ev.auroc(loto.raw[index], labels))}")
+    raw, rate = heldout.score(fit(x, data.y), x_easy)
+    correct = heldout.HeldOut(raw, rate).at(0.2)[~data.y_easy]
+    cells.append(f"{np.median(correct):.3f} / {100 * np.mean(correct > 0.7):.1f}%")
+    return f"| {name} | " + " | ".join(cells) + " |"
+
+
+HEADER = (
+    "| variant | loops | capital | element_symbol | arithmetic | easy: median correct / high band |\n"
+    "|---|---|---|---|---|---|"
+)
+
+
+def with_column(data: Data, values: np.ndarray, easy_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x, x_easy = data.x.copy(), data.x_easy.copy()
+    x[:, SPARE], x_easy[:, SPARE] = values, easy_values
+    return x, x_easy
+
+
+def token_classes() -> dict[str, np.ndarray]:
+    """Per vocabulary id: digit tokens, capitalised-word tokens (read from SmolLM2's tokenizer)."""
+    tokenizer = ev._tokenizer()
+    vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    digit = np.array([any(c.isdigit() for c in t) for t in vocab])
+    capital = np.array([t.lstrip("Ġ▁")[:1].isupper() for t in vocab])
+    return {"digit": digit, "capitalised": capital, "digit or capitalised": digit | capital}
+
+
+def class_surprisal(item: ev.Item, members: np.ndarray, stat: str) -> float:
+    """Mean or max surprisal over the generated tokens of a class that are not in the prompt."""
+    seen = set(ev.prompt_tokens(item))
+    surprisal = item.series["surprisal"]
+    values = [
+        surprisal[k]
+        for k, token in enumerate(item.tokens[: len(surprisal)])
+        if members[token] and token not in seen and math.isfinite(surprisal[k])
+    ]
+    if not values:
+        return math.nan
+    return float(np.mean(values) if stat == "mean" else np.max(values))
+
+
+def truncated_to_long(data: Data) -> Callable[..., RiskModel]:
+    """A gate that sends outputs cut by the token limit to the long-output regime, however short."""
+    tokens = RISK_FEATURES.index("output_tokens_log")
+    limit = RISK_FEATURES.index("hit_token_limit")
+
+    class Gated(RiskModel):
+        def part(self, features: np.ndarray) -> fitting.LogisticPart:
+            short = math.expm1(features[tokens]) <= self.split_output_tokens + 0.5 and features[limit] < 0.5
+            return self.short if short else self.long
+
+    def fit(x: np.ndarray, y: np.ndarray) -> RiskModel:
+        base = x[:, :WIDTH]
+        short = (np.expm1(base[:, tokens]) <= 48.5) & (base[:, limit] < 0.5)
+        return Gated(
+            48,
+            fitting._fit_part(base[short], y[short], 10.0, DEFAULT_RISK_FEATURES),
+            fitting._fit_part(base[~short], y[~short], 1.0, DEFAULT_RISK_FEATURES),
+        )
+
+    return fit
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--cache", default=str(ROOT / "eval" / "cache"))
+    args = parser.parse_args(argv)
+    data = Data(Path(args.cache))
+    shipped = heldout.fit
+    print("### Pipeline variants\n\n" + HEADER)
+    print(row(data, "shipped", data.x, data.x_easy, shipped))
+    for l2 in (3.0, 30.0, 100.0):
+        fit = functools.partial(fitting.fit_risk_model, l2_short=l2)
+        print(row(data, f"short-answer ridge {l2:g} (shipped: 10)", data.x, data.x_easy, fit))
+    print(
+        row(
+            data, "outputs cut by the token limit → long regime", data.x, data.x_easy, truncated_to_long(data)
+        )
+    )
+    cut = data.x[:, RISK_FEATURES.index("hit_token_limit")] > 0.5
+    shares = []
+    for task in ev.QA_TASKS:
+        mine = data.tasks == task
+        if (mine & cut).any():
+            shares.append(
+                f"{task} {100 * data.y[mine & cut].mean():.0f}% of {int((mine & cut).sum())} cut vs "
+                f"{100 * data.y[mine & ~cut].mean():.0f}% of the rest"
+            )
+    print("\nWrong answers among outputs cut by the token limit: " + "; ".join(shares) + ".")
+    print("\n### Surprisal over token classes, added to the shipped features\n\n" + HEADER)
+    for name, members in token_classes().items():
+        for stat in ("mean", "max"):
+            values = np.array([class_surprisal(i, members, stat) for i in data.dev])
+            easy = np.array([class_surprisal(i, members, stat) for i in data.easy])
+            x, x_easy = with_column(data, values, easy)
+            fit = functools.partial(heldout.fit, use=(*DEFAULT_RISK_FEATURES, "state_spread"))
+            print(row(data, f"{stat} surprisal of new {name} tokens", x, x_easy, fit))
+    print("\n### The state probe alone, by what it reads (AUROC of its cross-fitted score)\n")
+    print("| probe input | loops | capital | element_symbol | arithmetic |\n|---|---|---|---|---|")
+    inputs: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
+        "mean of all steps (shipped input)": lambda p, k: p.mean(axis=0),
+        "prefill step (the prompt's last position)": lambda p, k: p[0],
+        "last step": lambda p, k: p[-1],
+        "first token not in the prompt": lambda p, k: p[k],
+        "mean from the first new token on": lambda p, k: p[k:].mean(axis=0),
+    }
+    first_new = [
+        next((k for k, t in enumerate(i.tokens) if t not in set(ev.prompt_tokens(i))), 0) for i in data.dev
+    ]
+    for name, read in inputs.items():
+        means = np.stack(
+            [
+                read(i.projection, min(k, len(i.projection) - 1))
+                for i, k in zip(data.dev, first_new, strict=True)
+            ]
+        )
+        cells = []
+        for groups, held in ((data.folds, None), (data.tasks, list(ev.QA_TASKS))):
+            scores = np.full(len(data.y), np.nan)
+            for group in held or np.unique(groups):
+                test = groups == group
+                probe = fitting.fit_probe(means[~test], data.y[~test], 1, 1)
+                if probe is not None:
+                    scores[test] = probe.logit(means[test])
+            cells.append(scores)
+        line = []
+        for task in ev.TASKS:
+            index = data.tasks == task
+            labels = data.y[index].astype(bool)
+            a = ev.fmt(ev.auroc(cells[0][index], labels))
+            line.append(a if task == "loops" else f"{a} / {ev.fmt(ev.auroc(cells[1][index], labels))}")
+        print(f"| {name} | " + " | ".join(line) + " |")
+    spread = np.array([state_spread(i.projection) for i in data.dev])
+    line = [
+        ev.fmt(ev.auroc(-spread[data.tasks == t], data.y[data.tasks == t].astype(bool))) for t in ev.TASKS
+    ]
+    print("| (`state_spread` alone, low = failed; no fitting) | " + " | ".join(line) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
