@@ -31,6 +31,7 @@ def plans(out: Path) -> dict[str, list[list[str]]]:
             ["telemetry_volume.py", "--tokens", "16", "--out", str(out / "telemetry-volume-quick.json")],
             ["gpu.py", "--dry-run", "--batches", "1,2", "--out", str(out / "gpu-dry-run.json")],
             ["percall.py", "--repeats", "11", "--levels", "logits", "--out", str(out / "percall-quick.json")],
+            ["representation_cost.py", "--no-model", "--out", str(out / "representation-cost-quick.json")],
         ],
         "full": [
             ["overhead.py", "time", "--tokens", "256", "--pairs", "7",
@@ -46,6 +47,7 @@ def plans(out: Path) -> dict[str, list[list[str]]]:
              "--out", str(out / "overhead-memory-slope.json")],
             ["telemetry_volume.py", "--tokens", "64,256,1024", "--out", str(out / "telemetry-volume.json")],
             ["percall.py", "--out", str(out / "percall.json")],
+            ["representation_cost.py", "--out", str(out / "representation-cost.json")],
             ["gpu.py", "--dry-run", "--out", str(out / "gpu-dry-run.json")],
             # prints a note and does nothing without a CUDA device
             ["gpu.py", "--out", str(out / "gpu.json")],
