@@ -142,16 +142,7 @@ def load(cache: Path) -> list[Item]:
         item.label = (
             graders.loop(item.tokens) if item.task == "loops" else graders.qa_wrong(item.row, item.text)
         )
-        # the features, then the mean projected state (the state probe's input, fitted per fold)
-        item.features = np.concatenate(
-            [
-                risk_features(
-                    item.series, len(item.tokens), item.finish_reason, item.tokens, prompt_tokens(item),
-                    item.projection,
-                ),
-                state_mean(item.projection, PROJECTION_DIMS),
-            ]
-        )  # fmt: skip
+        item.features = features_of(item)
     # folds: stratified by task and label, by prompt (every item is its own prompt)
     rng = np.random.default_rng(SEED)
     by_stratum: dict[tuple[str, bool], list[Item]] = defaultdict(list)
@@ -378,6 +369,36 @@ def plot(task: str, items: list[Item], risk: np.ndarray, calibrated: np.ndarray,
 
 def task_index(items: list[Item], task: str) -> list[int]:
     return [k for k, i in enumerate(items) if i.task == task]
+
+
+def features_of(item: Item) -> np.ndarray:
+    """The item's risk features, then its mean projected state (the state probe's input, fitted per
+    fold)."""
+    return np.concatenate(
+        [
+            risk_features(
+                item.series, len(item.tokens), item.finish_reason, item.tokens, prompt_tokens(item),
+                item.projection,
+            ),
+            state_mean(item.projection, PROJECTION_DIMS),
+        ]
+    )  # fmt: skip
+
+
+def truncated(item: Item, budget: int) -> Item | None:
+    """The generation the same prompt gives with ``max_new_tokens=budget`` — exactly the first
+    ``budget`` steps, since decoding is greedy — graded again; ``None`` when it ended sooner."""
+    if len(item.tokens) <= budget:
+        return None
+    cut = Item(
+        item.set_name, f"{item.task}@{budget}", item.row, item.tokens[:budget], item.text,
+        {k: v[:budget] for k, v in item.series.items()}, sc.FINISH_REASON_LENGTH, item.seconds,
+        item.prompt_ids, None if item.projection is None else item.projection[:budget],
+        fold=item.fold,
+    )  # fmt: skip
+    cut.label = graders.loop(cut.tokens)
+    cut.features = features_of(cut)
+    return cut
 
 
 def baseline_aurocs(subset: list[Item], labels: np.ndarray) -> dict[str, float]:
@@ -620,6 +641,9 @@ def evaluate(items: list[Item], report: Path, plots: Path, command: str) -> dict
             lines.append(f"| {threshold} | {int(swept.sum())} | {fmt(auroc(risk[loop_index], swept))} |")
     ablation_lines, results["ablation"] = ablation_section(dev, oof, loto)
     lines += ablation_lines
+    if "loops" in tasks:
+        budget_lines, results["budgets"] = budget_section(dev)
+        lines += budget_lines
     warning_lines, results["early_warning"] = early_warning_section(dev)
     lines += warning_lines
     lines += ["", "## Plots", ""] + [f"![{t}](evaluation/{t}.png)" for t in results["tasks"]]
@@ -650,6 +674,53 @@ def early_warning_benefit(dev: list[Item]) -> bool:
     """Whether any early-warning detector showed a measured benefit (``lead_times``)."""
     records = early_warning_records(dev)
     return any(r.benefit(kind == "loops") for kind, rs in records.items() for r in rs.values())
+
+
+#: Smaller token budgets the loop prompts are scored at (docs/signals.md, "Short outputs cut by their
+#: token limit").
+BUDGETS = (32, 48, 64, 96)
+
+
+def budget_section(dev: list[Item]) -> tuple[list[str], dict[str, Any]]:
+    """The loop prompts at smaller ``max_new_tokens`` (their greedy prefixes, labelled again), each
+    scored by the out-of-fold model of its prompt's fold, at the default expected failure rate."""
+    x = np.stack([i.features for i in dev])
+    y = np.array([i.label for i in dev], dtype=float)
+    folds = np.array([i.fold for i in dev])
+    models = {fold: heldout.fit(x[folds != fold], y[folds != fold]) for fold in range(FOLDS)}
+    lines = [
+        "",
+        "## Open-ended prompts at smaller token budgets",
+        "",
+        "Every loop prompt's output cut to a smaller `max_new_tokens` (greedy, so this is exactly what that budget "
+        "gives), labelled again as a loop or not, scored out-of-fold at the default expected failure rate. "
+        "Outputs of at most 48 tokens are scored as answers, and an answer cut by its limit is usually wrong in "
+        "the QA sets, so a healthy open-ended reply cut short reads as a failure: see the non-loop columns.",
+        "",
+        "| budget | outputs cut | loops | AUROC | non-loops: median risk | non-loops in the high band |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    out: dict[str, Any] = {}
+    for budget in BUDGETS:
+        cut = [c for c in (truncated(i, budget) for i in dev if i.task == "loops") if c is not None]
+        if not cut:
+            continue
+        labels = np.array([c.label for c in cut])
+        scores = np.array(
+            [float(models[c.fold].predict(c.features, DEFAULT_EXPECTED_FAILURE_RATE)) for c in cut]
+        )
+        healthy = scores[~labels]
+        row = {
+            "items": len(cut), "loops": int(labels.sum()), "auroc": auroc(scores, labels),
+            "median_non_loop": float(np.median(healthy)) if healthy.size else math.nan,
+            "high_band_non_loop": float((healthy > 0.7).mean()) if healthy.size else math.nan,
+        }  # fmt: skip
+        out[str(budget)] = row
+        lines.append(
+            f"| {budget} | {row['items']} | {row['loops']} | {fmt(row['auroc'])} | "
+            f"{fmt(row['median_non_loop'], 2)} | {fmt(100 * row['high_band_non_loop'], 0)}% |"
+        )
+    return lines, out
 
 
 def early_warning_section(dev: list[Item]) -> tuple[list[str], dict[str, Any]]:
