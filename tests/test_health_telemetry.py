@@ -151,7 +151,10 @@ def test_stop_on_aliases() -> None:
     }
 
 
-def test_calibrate_labels_refits_the_risk_model(tiny_model_dir, tmp_path, instrument, telemetry) -> None:
+@pytest.mark.parametrize("state_features", [False, True])
+def test_calibrate_labels_refits_the_risk_model(
+    state_features, tiny_model_dir, tmp_path, instrument, telemetry
+) -> None:
     labels = tmp_path / "labels.jsonl"
     rows = [{"prompt": f"w{10 + i} w{20 + i}", "label": i % 2} for i in range(6)]
     labels.write_text("\n".join(json.dumps(r) for r in rows))
@@ -161,7 +164,7 @@ def test_calibrate_labels_refits_the_risk_model(tiny_model_dir, tmp_path, instru
             [
                 "calibrate",
                 *("--model", str(tiny_model_dir), "--labels", str(labels), "--out", str(out)),
-                "--state-features",
+                *(["--state-features"] if state_features else []),
             ]
         )
         == 0
@@ -173,10 +176,13 @@ def test_calibrate_labels_refits_the_risk_model(tiny_model_dir, tmp_path, instru
     profile = profile_for(model, instrumentor.settings.profiles_dir)
     assert profile.name == "llama" and profile.risk_model is not None
     assert profile.l2_explosion_multiplier == 10.0  # the rest of the shipped llama profile stays
-    # the state probe is fitted too, for this model's shape (the risk model's state_probe input)
-    assert profile.risk is not None and profile.risk.probe is not None
-    assert profile.risk.probe_for(model.config.hidden_size, model.config.num_hidden_layers) is not None
-    assert "state_probe" in profile.risk.short.features + profile.risk.long.features
+    assert profile.risk is not None
+    read = profile.risk.short.features + profile.risk.long.features
+    if state_features:  # the state probe is fitted too, for this model's shape
+        assert profile.risk.probe_for(model.config.hidden_size, model.config.num_hidden_layers) is not None
+        assert "state_probe" in read and "state_spread" in read
+    else:  # the shipped feature set, no probe
+        assert profile.risk.probe is None and "state_probe" not in read and "state_spread" not in read
     model.generate(**tiny_models.prompt(), max_new_tokens=4, do_sample=False)
     assert 0 <= telemetry.span().attributes[sc.COREVITAL_RISK_SCORE] <= 1
 

@@ -194,3 +194,72 @@ def test_the_probe_scores_a_real_call_on_a_model_of_its_shape(instrument, tmp_pa
         features = reports.last.sequences[0].features
         assert math.isfinite(features[column]) is defined
         assert math.isfinite(features[RISK_FEATURES.index("state_spread")])
+
+
+def test_a_bad_probe_in_a_profile_gives_one_warning_and_the_shipped_risk_model(
+    instrument, telemetry, tmp_path, caplog
+) -> None:
+    import logging
+
+    import yaml
+
+    from opentelemetry.instrumentation.corevital import semconv as sc
+    from opentelemetry.instrumentation.corevital.profiles import load_profiles
+
+    x, y = _synthetic()
+    mapping = fit_risk_model(x, y, probe_shape=(32, 4), use=RISK_FEATURES).to_mapping()
+    mapping["probe"]["scale"][0] = -1.0
+    (tmp_path / "llama.yaml").write_text(yaml.safe_dump({"name": "llama", "risk_model": mapping}))
+    load_profiles.cache_clear()
+    with caplog.at_level(logging.WARNING):
+        instrument(profiles_dir=str(tmp_path))
+        tiny_models.llama().generate(**tiny_models.prompt(), max_new_tokens=5, do_sample=False)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "probe" in warnings[0] and "scale" in warnings[0], warnings
+    risk = load_profiles(str(tmp_path))["llama"].risk
+    assert risk is not None and risk.probe is None and risk.short.features == DEFAULT_RISK_FEATURES
+    assert sc.COREVITAL_RISK_SCORE in telemetry.span().attributes
+
+
+def test_rows_of_another_width_are_refused_clearly() -> None:
+    x, y = _synthetic()
+    model = fit_risk_model(x, y)
+    with pytest.raises(ValueError, match="RISK_FEATURES"):
+        model.predict(np.zeros(len(RISK_FEATURES) - 2))
+    assert 0.0 <= float(model.predict(x[0, : len(RISK_FEATURES)])) <= 1.0
+
+
+def test_a_probe_applies_only_to_its_projection() -> None:
+    x, y = _synthetic()
+    probe = fit_risk_model(x, y, probe_shape=(576, 30), use=RISK_FEATURES).probe
+    assert probe is not None and probe.applies(576, 30)
+    data = probe.to_mapping()
+    assert data["seed"] == 13 and data["layer"] == 15
+    assert not StateProbe.from_mapping({**data, "seed": 14}).applies(576, 30)
+    assert not StateProbe.from_mapping({**data, "layer": 14}).applies(576, 30)
+    with pytest.raises(ValueError, match="finite"):
+        StateProbe.from_mapping({**data, "intercept": float("nan")})
+
+
+def test_projection_rows_follow_each_sequence_in_a_padded_batch(instrument) -> None:
+    """Batch of two, left-padded, with stop_on off (blocks) and on (per step): each row's projection is
+    that row's middle-layer state from an independent forward with the same mask and positions."""
+    from opentelemetry.instrumentation.corevital import health_reports
+
+    model = tiny_models.llama()
+    inputs = tiny_models.prompt(batch=2, padded=True)
+    prompt = inputs["input_ids"].shape[1]
+    for stop_on in ("", "nan"):
+        instrument(capture="hidden", stop_on=stop_on)
+        with health_reports() as reports:
+            out = model.generate(**inputs, max_new_tokens=9, min_new_tokens=9, do_sample=False)
+        mask = torch.cat([inputs["attention_mask"], torch.ones(2, 9, dtype=torch.long)], dim=1)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        with torch.no_grad():
+            hidden = model(
+                out, attention_mask=mask, position_ids=positions, output_hidden_states=True
+            ).hidden_states[1:]
+        layer = hidden[representation_layer(len(hidden))]
+        for row, sequence in enumerate(reports.last.capture.sequences):
+            expected = project_states(layer[row, prompt - 1 : prompt - 1 + 9]).numpy()
+            np.testing.assert_allclose(sequence.state_projection, expected, rtol=1e-3, atol=1e-4)

@@ -30,9 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from .signals.representation import state_mean
+from .signals.representation import PROJECTION_DIMS, state_mean
 from .signals.risk import DEFAULT_RISK_FEATURES, RISK_FEATURES, risk_features
-from .summaries.representation import PROJECTION_DIMS
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +108,8 @@ def calibrate(args: argparse.Namespace) -> int:
     from . import CoreVitalInstrumentor, health_reports
     from .signals.calibration import ProfileBuilder
 
+    if args.state_features and not args.labels:
+        raise SystemExit("--state-features refits the risk score: it needs --labels")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     prompts = read_prompts(args.labels or args.prompts)
     if args.labels and any(row.get("label") not in (0, 1, True, False) for row in prompts):
@@ -205,11 +206,16 @@ def _write_risk_profile(
     labels = np.array([float(prompts[i]["label"]) for i in indices])
     if len(set(labels.tolist())) < 2:
         raise SystemExit("--labels needs both failed (1) and good (0) generations")
-    shapes = {tuple(done[i].get("probe_shape", (0, 0))) for i in indices}
+    shapes = {tuple(done[i].get("probe_shape", (0, 0))) for i in indices} - {(0, 0)}
     shape = shapes.pop() if len(shapes) == 1 else (0, 0)
     probe_shape = (int(shape[0]), int(shape[1])) if min(shape) > 0 else None
     use = RISK_FEATURES if state_features else DEFAULT_RISK_FEATURES
     risk_model = fit_risk_model(features, labels, probe_shape=probe_shape, use=use)
+    if state_features and risk_model.probe is None:
+        logger.warning(
+            "--state-features: no state probe fitted (the runs have no hidden states of one shape, or "
+            "the usable runs lack a failed or a good one); the risk model reads state_spread only"
+        )
     model_type = str(getattr(getattr(model, "config", None), "model_type", "") or "default")
     profile = {"name": model_type, "risk_model": risk_model.to_mapping()}
     header = f"# Risk model refitted by `corevital calibrate --labels` on {len(indices)} labelled runs.\n"

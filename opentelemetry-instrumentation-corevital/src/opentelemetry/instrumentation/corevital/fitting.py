@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .signals._util import as_array
-from .signals.representation import StateProbe
+from .signals.representation import StateProbe, representation_layer
 from .signals.risk import DEFAULT_RISK_FEATURES, RISK_FEATURES, LogisticPart, RiskModel
 
 #: Folds of the cross-fitting that gives the training rows their probe scores.
@@ -139,6 +139,7 @@ def fit_probe(
         tuple(float(v) for v in scale),
         tuple(float(v) for v in weights),
         float(intercept),
+        layer=representation_layer(layers),
     )
 
 

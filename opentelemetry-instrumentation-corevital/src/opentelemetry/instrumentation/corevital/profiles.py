@@ -17,12 +17,13 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from .signals.calibration import PROFILE_VERSION as CALIBRATION_VERSION
 from .signals.calibration import CalibrationProfile, Distribution
@@ -66,6 +67,17 @@ class ProbeSpec(BaseModel):
     scale: list[float] = Field(min_length=1)
     weights: list[float] = Field(min_length=1)
     intercept: float
+    seed: int = Field(description="Seed of the random projection it was fitted on")
+    layer: int = Field(ge=0, description="The projected decoder layer it was fitted on")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ProbeSpec:
+        if not len(self.mean) == len(self.scale) == len(self.weights):
+            raise ValueError("mean, scale and weights must have the same length")
+        numbers = (*self.mean, *self.scale, *self.weights, self.intercept)
+        if not all(math.isfinite(v) for v in numbers) or min(self.scale) <= 0:
+            raise ValueError("every number must be finite and every scale positive")
+        return self
 
 
 class RiskModelSpec(BaseModel):

@@ -80,8 +80,8 @@ class SequenceReport:
             generated token that does not repeat the prompt, a risk feature).
         state_projection: ``[steps, PROJECTION_DIMS]``: the middle decoder layer's last-position
             state at each step, randomly projected (``summaries.representation``); ``None`` below
-            the ``hidden`` level and under beam search. Never exported; the risk score reads its
-            spread and its mean.
+            the ``hidden`` level, under beam search and under continuous batching. Never exported;
+            a risk model fitted with the state features reads its spread and its mean.
         firings: what the streaming detectors fired in this sequence while it was generated.
         streamed: whether a streaming monitor watched this sequence (then its early-warning
             detectors already ran; otherwise they run over the finished series).

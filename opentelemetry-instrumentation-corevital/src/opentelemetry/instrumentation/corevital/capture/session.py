@@ -172,7 +172,6 @@ class CaptureSession:
         self._pending: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None)
         self._first_token: float | None = None
         self._step_times_ns: list[int] = []
-        self._chosen_column = -1  # column of the chosen token's probability in the host copy
 
     def without_attention(self, reason: str) -> None:
         """Attention cannot be captured for this call (say why on the span); keep the rest."""
@@ -551,15 +550,15 @@ class CaptureSession:
         if projected is not None:
             parts.append(projected.to(packed.device))
         host = torch.cat(parts, dim=-1).cpu().numpy().astype(np.float64)
-        self._chosen_column = packed.shape[-1]
+        chosen_column = packed.shape[-1]  # then the projected states, if any
         row_of = self._row_mapping(rows, len(outcome.output_lengths))
         report.sequences = [
-            self._sequence_report(host, index, row_of[index], outcome)
+            self._sequence_report(host, index, row_of[index], outcome, chosen_column)
             for index in range(len(outcome.output_lengths))
         ]
         if projected is not None:
             for sequence, row in zip(report.sequences, row_of, strict=True):
-                sequence.state_projection = host[: sequence.steps, row, self._chosen_column + 1 :]
+                sequence.state_projection = host[: sequence.steps, row, chosen_column + 1 :]
         return report
 
     def _replay(
@@ -596,7 +595,7 @@ class CaptureSession:
         raise CaptureError(f"{rows} captured rows do not match {returned} returned sequences")
 
     def _sequence_report(
-        self, host: np.ndarray, index: int, row: int, outcome: GenerationOutcome
+        self, host: np.ndarray, index: int, row: int, outcome: GenerationOutcome, chosen_column: int
     ) -> rep.SequenceReport:
         layout = self._layout
         n = min(outcome.output_lengths[index], host.shape[0])
@@ -607,7 +606,7 @@ class CaptureSession:
             rep.SERIES_MARGIN: metrics["margin"],
             rep.SERIES_TOPK_MASS: metrics["topk_mass"],
             rep.SERIES_TOP1_PROB: metrics["top_probs"][:, 0],
-            rep.SERIES_SURPRISAL: surprisal_bits(data[:, self._chosen_column]),
+            rep.SERIES_SURPRISAL: surprisal_bits(data[:, chosen_column]),
         }
         tokens = _generated_tokens(outcome.sequences, index, self.request.prompt_length, n)
         report = rep.SequenceReport(

@@ -39,8 +39,9 @@ class SequenceHealth:
     """Everything CoreVital concludes about one returned sequence.
 
     ``features`` are the risk model's inputs, in the order of ``signals.risk.RISK_FEATURES`` (NaN
-    where one is undefined, e.g. the hidden-state features at the ``logits`` level): what the risk
-    score read, for a user who wants to log or refit it.
+    where one is undefined or not computed: the hidden-state features are computed only for a risk
+    model that reads them, which the shipped one does not): what the risk score read, for a user
+    who wants to log or refit it.
     """
 
     index: int

@@ -5,12 +5,38 @@ of their mean.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+#: Width of the projected state.
+PROJECTION_DIMS = 32
+#: Seed of the projection matrix (changing it invalidates every fitted probe).
+PROJECTION_SEED = 13
+
+
+def representation_layer(layers: int) -> int:
+    """Index (among the decoder layers, embeddings excluded) of the layer that is projected: the
+    middle one, where hallucination-detection work finds the most separable states.
+
+    >>> representation_layer(30), representation_layer(2), representation_layer(1)
+    (15, 1, 0)
+    """
+    return max(0, layers // 2)
+
+
+@functools.lru_cache(maxsize=8)
+def projection_matrix_numpy(hidden_size: int, dims: int = PROJECTION_DIMS) -> np.ndarray:
+    """The fixed ``[hidden_size, dims]`` float32 projection (read-only)."""
+    rng = np.random.default_rng([PROJECTION_SEED, hidden_size, dims])
+    matrix = (rng.standard_normal((hidden_size, dims)) / np.sqrt(dims)).astype(np.float32)
+    matrix.setflags(write=False)
+    return matrix
+
 
 #: Floor added to each eigenvalue before its logarithm (the states are O(1) after projection).
 SPREAD_FLOOR = 1e-6
@@ -60,8 +86,10 @@ class StateProbe:
     """A linear probe on the mean projected middle-layer state: ``w · (m − mean) / scale + b``, the
     log-odds of a failed generation that it reads from the states alone.
 
-    It belongs to one model: it applies only where the hidden size and layer count match the model
-    it was fitted on (elsewhere the feature is undefined, which the risk model reads as average).
+    It is fitted for one model and applies only where the hidden size and layer count match it and
+    the projection (seed, width, projected layer) is the one it was fitted on; elsewhere the feature
+    is undefined, which the risk model reads as average. Shape is all it can check: another model of
+    the same type and shape would pass, so refit the probe per model.
     """
 
     hidden_size: int
@@ -70,14 +98,23 @@ class StateProbe:
     scale: tuple[float, ...]
     weights: tuple[float, ...]
     intercept: float
+    seed: int = PROJECTION_SEED
+    layer: int = -1  # the projected layer; -1: the one representation_layer(layers) picks
 
     @property
     def dims(self) -> int:
         return len(self.weights)
 
     def applies(self, hidden_size: int, layers: int) -> bool:
-        """Whether the probe was fitted on a model of this shape."""
-        return self.hidden_size == hidden_size and self.layers == layers
+        """Whether the probe was fitted on a model of this shape, with today's projection."""
+        layer = self.layer if self.layer >= 0 else representation_layer(self.layers)
+        return (
+            self.hidden_size == hidden_size
+            and self.layers == layers
+            and self.seed == PROJECTION_SEED
+            and self.dims == PROJECTION_DIMS
+            and layer == representation_layer(layers)
+        )
 
     def logit(self, means: np.ndarray) -> np.ndarray | float:
         """The probe's log-odds for one ``[dims]`` mean state or ``[n, dims]`` of them (NaN where a
@@ -98,9 +135,14 @@ class StateProbe:
             tuple(float(v) for v in data["scale"]),
             tuple(float(v) for v in data["weights"]),
             float(data["intercept"]),
+            int(data["seed"]),
+            int(data["layer"]),
         )
         if not len(probe.mean) == len(probe.scale) == len(probe.weights):
             raise ValueError("risk_model.probe: mean, scale and weights must have the same length")
+        numbers = (*probe.mean, *probe.scale, *probe.weights, probe.intercept)
+        if not all(math.isfinite(v) for v in numbers) or min(probe.scale) <= 0:
+            raise ValueError("risk_model.probe: every number must be finite and every scale positive")
         return probe
 
     def to_mapping(self) -> dict[str, Any]:
@@ -111,4 +153,6 @@ class StateProbe:
             "scale": [round(float(v), 6) for v in self.scale],
             "weights": [round(float(v), 6) for v in self.weights],
             "intercept": round(float(self.intercept), 6),
+            "seed": self.seed,
+            "layer": self.layer if self.layer >= 0 else representation_layer(self.layers),
         }

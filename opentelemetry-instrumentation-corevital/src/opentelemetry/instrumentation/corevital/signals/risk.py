@@ -13,7 +13,7 @@ from . import flags as fl
 from ._util import finite, mean_or
 from .compound import CompoundSignal
 from .repetition import ngram_repeat_share
-from .representation import StateProbe, state_mean, state_spread
+from .representation import PROJECTION_DIMS, StateProbe, state_mean, state_spread
 
 LOW, MODERATE, HIGH = "low", "moderate", "high"
 
@@ -345,6 +345,11 @@ class RiskModel:
         width = len(RISK_FEATURES)
         if x.shape[-1] == width:
             return x
+        if x.shape[-1] != width + PROJECTION_DIMS:
+            raise ValueError(
+                f"risk rows need {width} features (signals.risk.RISK_FEATURES), optionally followed by "
+                f"the {PROJECTION_DIMS}-dimensional mean projected state; got {x.shape[-1]} columns"
+            )
         out = x[..., :width].copy()
         column = RISK_FEATURES.index("state_probe")
         out[..., column] = self.probe.logit(x[..., width:]) if self.probe is not None else np.nan

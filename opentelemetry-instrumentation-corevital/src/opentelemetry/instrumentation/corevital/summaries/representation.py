@@ -7,39 +7,30 @@ every call, process and machine: it is drawn from a seeded NumPy generator, neve
 random state, so sampling in the user's generation is untouched). Random projections keep distances
 and inner products up to a small distortion (Johnson–Lindenstrauss), so the projected states keep the
 geometry the risk features read: the spread of the states over the generated steps and their mean,
-which a per-model linear probe scores.
+which a per-model linear probe scores. The matrix, its width and the layer are defined in
+``signals.representation`` (pure NumPy), so that a fitted probe can check them without torch.
 """
 
 from __future__ import annotations
 
 import functools
 
-import numpy as np
 import torch
 
-#: Width of the projected state.
-PROJECTION_DIMS = 32
-#: Seed of the projection matrix (changing it invalidates every fitted probe).
-PROJECTION_SEED = 13
+from ..signals.representation import (
+    PROJECTION_DIMS,
+    PROJECTION_SEED,
+    projection_matrix_numpy,
+    representation_layer,
+)
 
-
-def representation_layer(layers: int) -> int:
-    """Index (among the decoder layers, embeddings excluded) of the layer that is projected: the
-    middle one, where hallucination-detection work finds the most separable states.
-
-    >>> representation_layer(30), representation_layer(2), representation_layer(1)
-    (15, 1, 0)
-    """
-    return max(0, layers // 2)
-
-
-@functools.lru_cache(maxsize=8)
-def projection_matrix_numpy(hidden_size: int, dims: int = PROJECTION_DIMS) -> np.ndarray:
-    """The fixed ``[hidden_size, dims]`` float32 projection (read-only)."""
-    rng = np.random.default_rng([PROJECTION_SEED, hidden_size, dims])
-    matrix = (rng.standard_normal((hidden_size, dims)) / np.sqrt(dims)).astype(np.float32)
-    matrix.setflags(write=False)
-    return matrix
+__all__ = [
+    "PROJECTION_DIMS",
+    "PROJECTION_SEED",
+    "project_states",
+    "projection_matrix_numpy",
+    "representation_layer",
+]
 
 
 @functools.lru_cache(maxsize=16)
