@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import math
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from .signals.calibration import PROFILE_VERSION as CALIBRATION_VERSION
 from .signals.calibration import CalibrationProfile, Distribution
+from .signals.representation import probe_problem
 from .signals.risk import RISK_FEATURES, RiskModel
 
 logger = logging.getLogger(__name__)
@@ -72,11 +72,9 @@ class ProbeSpec(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> ProbeSpec:
-        if not len(self.mean) == len(self.scale) == len(self.weights):
-            raise ValueError("mean, scale and weights must have the same length")
-        numbers = (*self.mean, *self.scale, *self.weights, self.intercept)
-        if not all(math.isfinite(v) for v in numbers) or min(self.scale) <= 0:
-            raise ValueError("every number must be finite and every scale positive")
+        problem = probe_problem(self.mean, self.scale, self.weights, self.intercept)
+        if problem:
+            raise ValueError(problem)
         return self
 
 

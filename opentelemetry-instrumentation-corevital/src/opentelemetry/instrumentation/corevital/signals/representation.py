@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,6 +81,22 @@ def state_mean(projected: np.ndarray | None, dims: int) -> np.ndarray:
     return states.mean(axis=0) if states.size else np.full(dims, np.nan)
 
 
+def probe_problem(
+    mean: Sequence[float], scale: Sequence[float], weights: Sequence[float], intercept: float
+) -> str | None:
+    """What is wrong with a probe's numbers (``None``: nothing): lengths that differ, a number that
+    is not finite, a scale that is not positive.
+
+    >>> probe_problem([0.0], [1.0], [0.5], 0.1) is None, probe_problem([0.0], [0.0], [0.5], 0.1)
+    (True, 'every number must be finite and every scale positive')
+    """
+    if not len(mean) == len(scale) == len(weights):
+        return "mean, scale and weights must have the same length"
+    if not all(math.isfinite(v) for v in (*mean, *scale, *weights, intercept)) or min(scale, default=1) <= 0:
+        return "every number must be finite and every scale positive"
+    return None
+
+
 @dataclass(frozen=True)
 class StateProbe:
     """A linear probe on the mean projected middle-layer state: ``w · (m − mean) / scale + b``, the
@@ -138,11 +154,9 @@ class StateProbe:
             int(data["seed"]),
             int(data["layer"]),
         )
-        if not len(probe.mean) == len(probe.scale) == len(probe.weights):
-            raise ValueError("risk_model.probe: mean, scale and weights must have the same length")
-        numbers = (*probe.mean, *probe.scale, *probe.weights, probe.intercept)
-        if not all(math.isfinite(v) for v in numbers) or min(probe.scale) <= 0:
-            raise ValueError("risk_model.probe: every number must be finite and every scale positive")
+        problem = probe_problem(probe.mean, probe.scale, probe.weights, probe.intercept)
+        if problem:
+            raise ValueError(f"risk_model.probe: {problem}")
         return probe
 
     def to_mapping(self) -> dict[str, Any]:
