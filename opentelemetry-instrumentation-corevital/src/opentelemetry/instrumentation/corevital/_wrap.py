@@ -186,13 +186,11 @@ class GenerateWrapper:
         read_request: Callable[[Callable[..., Any]], GenerationRequest | None],
         *,
         level_unavailable: dict[str, str] | None = None,
-        stop_on: Collection[str] | None = None,
     ) -> Call:
         """Start one call: its request (``read_request(guard)``), its span (child of the current
         context), its model profile and its capture session. Never raises.
 
-        ``level_unavailable``: capture levels this kind of call cannot have, with the reason;
-        ``stop_on``: the signals that may stop it (``None``: the settings').
+        ``level_unavailable``: capture levels this kind of call cannot have, with the reason.
         """
         call = Call(started=started, log_once=self.log_once)
         guard = call.guard
@@ -208,7 +206,7 @@ class GenerateWrapper:
             call.session = guard(
                 "preparing the capture", self._open_session, model, request, call.profile,
                 call.span.is_recording() or call.wants_report, call.internal_error, level_unavailable,
-                self._settings.stop_on if stop_on is None else frozenset(stop_on),
+                self._settings.stop_on,
             )  # fmt: skip
         return call
 

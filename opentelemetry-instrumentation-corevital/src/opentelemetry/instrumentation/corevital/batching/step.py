@@ -14,7 +14,6 @@ probability of the token each request got.
 
 from __future__ import annotations
 
-import collections
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,10 +21,8 @@ from typing import Any
 import torch
 
 from ..capture.layout import StepLayout
-from ..capture.session import CaptureError
+from ..capture.session import CaptureError, drop_outputs
 from ..summaries import chosen_probability, summarize_hidden, summarize_logits
-
-_HIDDEN_KEYS = ("hidden_states",)
 
 
 @dataclass
@@ -85,7 +82,7 @@ class BatchStep:
             self.error = exc
         finally:
             if self._added:
-                _drop_hidden(output)
+                drop_outputs(output, ("hidden_states",))
                 self._added = False
             self.overhead += time.perf_counter() - started
 
@@ -155,11 +152,3 @@ class BatchStep:
 def _new_token(row: BatchRow) -> int:
     generated = row.state.generated_tokens
     return int(generated[-1]) if len(generated) > row.generated_before else -1
-
-
-def _drop_hidden(output: Any) -> None:
-    for key in _HIDDEN_KEYS:
-        if isinstance(output, collections.OrderedDict) and key in output:
-            collections.OrderedDict.__delitem__(output, key)
-        if getattr(output, key, None) is not None:
-            object.__setattr__(output, key, None)

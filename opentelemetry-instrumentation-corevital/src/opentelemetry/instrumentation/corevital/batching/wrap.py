@@ -234,10 +234,9 @@ class BatchingWrappers:
             table = table_for(instance)
             state = args[0] if args else kwargs.get("state")
             error = args[1] if len(args) > 1 else kwargs.get("error")
-            trace = table.get(state.request_id) if table is not None and state is not None else None
-            if table is not None and trace is not None:
+            if state is not None:
                 exception = error if isinstance(error, BaseException) else RuntimeError(str(error))
-                self._close(table, trace, exception=exception)
+                self._close_request(table, state.request_id, exception)
         except Exception as exc:
             self._log_once("ending a failed continuous-batching request", exc)
         return result
@@ -249,12 +248,16 @@ class BatchingWrappers:
         try:
             table = table_for(getattr(instance, "output_router", None))
             request_id = args[0] if args else kwargs.get("request_id")
-            trace = table.get(request_id) if table is not None else None
-            if table is not None and trace is not None:
-                self._close(table, trace, exception=RequestCancelled("the request was cancelled"))
+            self._close_request(table, request_id, RequestCancelled("the request was cancelled"))
         except Exception as exc:
             self._log_once("ending a cancelled continuous-batching request", exc)
         return result
+
+    def _close_request(self, table: TraceTable | None, request_id: Any, exception: BaseException) -> None:
+        """End the traced request ``request_id`` (if it is one) with ``exception``."""
+        trace = table.get(request_id) if table is not None and request_id is not None else None
+        if table is not None and trace is not None:
+            self._close(table, trace, exception=exception)
 
     def _close(
         self,

@@ -215,7 +215,7 @@ class CaptureSession:
             self._fail(exc)
         finally:
             if self._added:
-                _drop_outputs(output, self._added)
+                drop_outputs(output, self._added)
                 self._added = ()
             self.overhead += time.perf_counter() - started
 
@@ -657,7 +657,7 @@ def _generated_tokens(sequences: torch.Tensor | None, row: int, prompt_length: i
     return [int(t) for t in sequences[row, prompt_length : prompt_length + steps].tolist()]
 
 
-def _drop_outputs(output: Any, keys: tuple[str, ...]) -> None:
+def drop_outputs(output: Any, keys: tuple[str, ...]) -> None:
     """Remove the tensors only the capture asked for, so nothing downstream keeps them alive."""
     for key in keys:
         if isinstance(output, collections.OrderedDict) and key in output:
