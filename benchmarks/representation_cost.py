@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import time
@@ -32,6 +31,9 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from overhead import machine_info  # noqa: E402
 
 from opentelemetry.instrumentation.corevital.signals.representation import state_mean, state_spread  # noqa: E402
 from opentelemetry.instrumentation.corevital.summaries.representation import (  # noqa: E402
@@ -98,13 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     step_seconds = None if args.no_model else model_step()
     results["model_step_us"] = None if step_seconds is None else step_seconds * 1e6
-    results["machine"] = {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-    }
+    results["machine"] = machine_info()  # date, command, commit, versions, CPU, threads
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import inspect
 import math
 import sys
 from collections.abc import Callable
@@ -99,10 +100,13 @@ def class_surprisal(item: ev.Item, members: np.ndarray, stat: str) -> float:
     return float(np.mean(values) if stat == "mean" else np.max(values))
 
 
-def truncated_to_long(data: Data) -> Callable[..., RiskModel]:
-    """A gate that sends outputs cut by the token limit to the long-output regime, however short."""
+def truncated_to_long() -> Callable[..., RiskModel]:
+    """A gate that sends outputs cut by the token limit to the long-output regime, however short
+    (the shipped split and ridge strengths otherwise: ``fit_risk_model``'s defaults)."""
     tokens = RISK_FEATURES.index("output_tokens_log")
     limit = RISK_FEATURES.index("hit_token_limit")
+    defaults = {k: p.default for k, p in inspect.signature(fitting.fit_risk_model).parameters.items()}
+    split = int(defaults["split_output_tokens"])
 
     class Gated(RiskModel):
         def part(self, features: np.ndarray) -> fitting.LogisticPart:
@@ -111,11 +115,11 @@ def truncated_to_long(data: Data) -> Callable[..., RiskModel]:
 
     def fit(x: np.ndarray, y: np.ndarray) -> RiskModel:
         base = x[:, :WIDTH]
-        short = (np.expm1(base[:, tokens]) <= 48.5) & (base[:, limit] < 0.5)
+        short = (np.expm1(base[:, tokens]) <= split + 0.5) & (base[:, limit] < 0.5)
         return Gated(
-            48,
-            fitting._fit_part(base[short], y[short], 10.0, DEFAULT_RISK_FEATURES),
-            fitting._fit_part(base[~short], y[~short], 1.0, DEFAULT_RISK_FEATURES),
+            split,
+            fitting._fit_part(base[short], y[short], defaults["l2_short"], DEFAULT_RISK_FEATURES),
+            fitting._fit_part(base[~short], y[~short], defaults["l2_long"], DEFAULT_RISK_FEATURES),
         )
 
     return fit
@@ -171,11 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     for l2 in (3.0, 30.0, 100.0):
         fit = functools.partial(fitting.fit_risk_model, l2_short=l2)
         print(row(data, f"short-answer ridge {l2:g} (shipped: 10)", data.x, data.x_easy, fit))
-    print(
-        row(
-            data, "outputs cut by the token limit → long regime", data.x, data.x_easy, truncated_to_long(data)
-        )
-    )
+    print(row(data, "outputs cut by the token limit → long regime", data.x, data.x_easy, truncated_to_long()))
     cut = data.x[:, RISK_FEATURES.index("hit_token_limit")] > 0.5
     shares = []
     for task in ev.QA_TASKS:

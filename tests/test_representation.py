@@ -84,15 +84,26 @@ def test_capture_projects_the_middle_layer_state_of_every_step(instrument, stop_
     assert math.isfinite(features[RISK_FEATURES.index("entropy_mean")])
 
 
-def test_projection_is_absent_below_hidden_and_under_beams(instrument) -> None:
+def test_projection_is_absent_below_hidden_and_under_beams(instrument, tmp_path) -> None:
+    import yaml
+
     from opentelemetry.instrumentation.corevital import health_reports
 
     model = tiny_models.llama()
+    x, y = _synthetic()  # a risk model that reads the state features, so that they are computed
+    reads_state = fit_risk_model(x, y, use=RISK_FEATURES)
+    (tmp_path / "llama.yaml").write_text(
+        yaml.safe_dump({"name": "llama", "risk_model": reads_state.to_mapping()})
+    )
+    instrument(capture="hidden", profiles_dir=str(tmp_path))
+    with health_reports() as reports:
+        model.generate(**tiny_models.prompt(), max_new_tokens=5, do_sample=False)
+    assert math.isfinite(reports.last.sequences[0].features[RISK_FEATURES.index("state_spread")])
     instrument(capture="logits")
     with health_reports() as reports:
         model.generate(**tiny_models.prompt(), max_new_tokens=5, do_sample=False)
     assert reports.last.capture.sequences[0].state_projection is None
-    instrument(capture="hidden")
+    instrument(capture="hidden", profiles_dir=str(tmp_path))
     with health_reports() as reports:
         model.generate(**tiny_models.prompt(), max_new_tokens=5, num_beams=2, do_sample=False)
     assert all(s.state_projection is None for s in reports.last.capture.sequences)
@@ -128,13 +139,9 @@ def _synthetic(n: int = 240, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return np.hstack([features, means]), labels
 
 
-def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Share of (failed, good) pairs the scores order correctly (ties count half)."""
-    bad, good = scores[labels], scores[~labels]
-    return float(((bad[:, None] > good[None]) + 0.5 * (bad[:, None] == good[None])).mean())
-
-
 def test_probe_is_cross_fitted_and_carried_by_the_risk_model() -> None:
+    from eval.evaluate import auroc
+
     x, y = _synthetic()
     model = fit_risk_model(x, y, probe_shape=(576, 30), use=RISK_FEATURES)
     assert model.probe is not None and model.probe.dims == PROJECTION_DIMS
@@ -165,7 +172,7 @@ def test_probe_round_trips_through_a_profile_and_applies_only_to_its_shape(tmp_p
     assert model.probe_for(576, 30) is model.probe
     assert model.probe_for(576, 12) is None and model.probe_for(64, 30) is None
     probe = StateProbe.from_mapping(model.probe.to_mapping())
-    assert probe.logit(np.full(PROJECTION_DIMS, np.nan)) != probe.logit(np.full(PROJECTION_DIMS, np.nan))
+    assert math.isnan(probe.logit(np.full(PROJECTION_DIMS, np.nan)))
     assert fit_probe(x[:, len(RISK_FEATURES) :], np.zeros(len(y)), 576, 30) is None
 
 
