@@ -129,13 +129,18 @@ def load_model() -> tuple[Any, Any]:
     return load_smollm2()
 
 
-def make_inputs(tokenizer: Any, tokens: int, batch: int = 1) -> dict[str, Any]:
+def make_inputs(tokenizer: Any, tokens: int, batch: int = 1, prompt_tokens: int = 0) -> dict[str, Any]:
     """``generate`` keyword arguments: the raw prompt (``batch`` copies), greedy, exactly ``tokens``
-    new tokens."""
+    new tokens. With ``prompt_tokens``, the prompt is the story prompt repeated and cut to exactly
+    that many tokens."""
     encoded = tokenizer(PROMPT, return_tensors="pt")
+    ids = encoded["input_ids"]
+    if prompt_tokens:
+        repeats = -(-prompt_tokens // ids.shape[1])
+        ids = ids.repeat(1, repeats)[:, :prompt_tokens]
     return {
-        "input_ids": encoded["input_ids"].repeat(batch, 1),
-        "attention_mask": encoded["attention_mask"].repeat(batch, 1),
+        "input_ids": ids.repeat(batch, 1),
+        "attention_mask": torch.ones_like(ids).repeat(batch, 1),
         "min_new_tokens": tokens,
         "max_new_tokens": tokens,
         "do_sample": False,
@@ -200,16 +205,25 @@ def timed_generate(model: Any, inputs: dict[str, Any], tokens: int, **extra: Any
 # time
 # ---------------------------------------------------------------------------------------------
 def run_time(
-    levels: Sequence[str], tokens: int, pairs: int, batch: int = 1, warmup: int = 2
+    levels: Sequence[str], tokens: int, pairs: int, batch: int = 1, warmup: int = 2, prompt_tokens: int = 0
 ) -> list[dict[str, Any]]:
     """Interleaved plain / instrumented timing for every level; one result row per level."""
     model, tokenizer = load_model()
     default_attention = model.config._attn_implementation
-    inputs = make_inputs(tokenizer, tokens, batch)
+    inputs = make_inputs(tokenizer, tokens, batch, prompt_tokens)
+    kernels_seen: set[str] = set()  # the kernel each instrumented forward ran with
+    model.register_forward_pre_hook(
+        lambda module, args: (
+            kernels_seen.add(str(module.config._attn_implementation))
+            if instrumentor.is_instrumented_by_opentelemetry
+            else None
+        )
+    )
     telemetry = Telemetry()
     instrumentor = CoreVitalInstrumentor()
     rows = []
     for level in levels:
+        kernels_seen.clear()
 
         def plain() -> float:
             if instrumentor.is_instrumented_by_opentelemetry:
@@ -276,10 +290,11 @@ def run_time(
         rows.append(
             {
                 "level": level,
+                "prompt_tokens": int(inputs["input_ids"].shape[1]),
                 "tokens": tokens,
                 "pairs": pairs,
                 "plain_attention": default_attention,
-                "instrumented_attention": "eager" if level == "attention" else default_attention,
+                "instrumented_attention": ",".join(sorted(kernels_seen)),
                 "plain_median_s": statistics.median(plain_s),
                 "instrumented_median_s": statistics.median(instr_s),
                 "median_ratio": ratio,
@@ -369,10 +384,10 @@ def release_free_heap() -> bool:
         return False
 
 
-def memory_child(variant: str, level: str, tokens: int, trim: bool) -> dict[str, Any]:
+def memory_child(variant: str, level: str, tokens: int, trim: bool, prompt_tokens: int = 0) -> dict[str, Any]:
     """One measurement, in this (child) process: see the module docstring."""
     model, tokenizer = load_model()
-    inputs = make_inputs(tokenizer, tokens)
+    inputs = make_inputs(tokenizer, tokens, prompt_tokens=prompt_tokens)
     telemetry = Telemetry()
     instrumentor = CoreVitalInstrumentor()
     extra: dict[str, Any] = {}
@@ -391,6 +406,9 @@ def memory_child(variant: str, level: str, tokens: int, trim: bool) -> dict[str,
     elif variant != "plain":
         raise ValueError(f"unknown variant {variant!r}")
 
+    kernels: set[str] = set()  # the kernel each forward of the measured call ran with
+    model.register_forward_pre_hook(lambda module, args: kernels.add(str(module.config._attn_implementation)))
+
     def once() -> float:
         elapsed, output = timed_generate(model, inputs, tokens, **extra)
         if variant == "accumulate":
@@ -405,6 +423,7 @@ def memory_child(variant: str, level: str, tokens: int, trim: bool) -> dict[str,
     if variant == "instrumented":
         telemetry.check_and_clear(level, tokens)
     gc.collect()
+    kernels.clear()
     trimmed = release_free_heap() if trim else False
     reset_peak_rss()
     before = read_status_kib()
@@ -420,16 +439,18 @@ def memory_child(variant: str, level: str, tokens: int, trim: bool) -> dict[str,
         "variant": variant,
         "level": level if variant == "instrumented" else None,
         "tokens": tokens,
+        "prompt_tokens": int(inputs["input_ids"].shape[1]),
         "rss_before_kib": before["VmRSS"],
         "hwm_before_kib": before["VmHWM"],
         "hwm_after_kib": after["VmHWM"],
         "extra_mib": (after["VmHWM"] - before["VmRSS"]) / 1024.0,
         "generate_s": elapsed,
         "heap_trimmed": trimmed,
+        "kernels": sorted(kernels),
     }
 
 
-def spawn_child(variant: str, level: str, tokens: int, trim: bool) -> dict[str, Any]:
+def spawn_child(variant: str, level: str, tokens: int, trim: bool, prompt_tokens: int = 0) -> dict[str, Any]:
     """Run :func:`memory_child` in a fresh interpreter with the mmap threshold pinned."""
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=MALLOC_MMAP_THRESHOLD)
     command = [
@@ -443,6 +464,8 @@ def spawn_child(variant: str, level: str, tokens: int, trim: bool) -> dict[str, 
         level,
         "--tokens",
         str(tokens),
+        "--prompt-tokens",
+        str(prompt_tokens),
         *(() if trim else ("--no-trim",)),
     ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
@@ -462,6 +485,7 @@ def run_memory(
     jobs: int,
     trim: bool,
     variants: Sequence[str] = VARIANTS,
+    prompt_tokens: int = 0,
 ) -> list[dict[str, Any]]:
     """Median extra peak memory per variant and token count; one result row per pair.
 
@@ -471,7 +495,7 @@ def run_memory(
     samples: dict[tuple[str, int], list[dict[str, Any]]] = {(v, n): [] for v in variants for n in tokens_list}
     cells = [(r, n, v) for r in range(repeats) for n in tokens_list for v in variants]
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = {pool.submit(spawn_child, v, level, n, trim): (r, n, v) for r, n, v in cells}
+        futures = {pool.submit(spawn_child, v, level, n, trim, prompt_tokens): (r, n, v) for r, n, v in cells}
         for future in concurrent.futures.as_completed(futures):
             repeat, tokens, variant = futures[future]
             try:
@@ -500,13 +524,9 @@ def run_memory(
                 {
                     "variant": variant,
                     "level": level if variant == "instrumented" else None,
-                    "attention": (
-                        "eager"
-                        if variant in ("accumulate", "plain-eager")
-                        or (variant == "instrumented" and level == "attention")
-                        else "default"
-                    ),
+                    "attention": ",".join(runs[0]["kernels"]),
                     "tokens": tokens,
+                    "prompt_tokens": runs[0]["prompt_tokens"],
                     "repeats": repeats,
                     "extra_mib": extra,
                     "extra_over_plain_mib": None if variant == "plain" else extra - plain,
@@ -620,6 +640,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--batch", type=int, default=1, help="time: copies of the prompt per call (default 1)"
     )
     parser.add_argument(
+        "--prompt-tokens",
+        type=int,
+        default=0,
+        help="time and memory: a prompt of exactly this many tokens (default: the short story prompt)",
+    )
+    parser.add_argument(
         "--tokens-list", help=f"memory: comma-separated new-token counts (default {DEFAULTS['tokens_list']})"
     )
     parser.add_argument(
@@ -677,7 +703,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(1)
     if args.child:
-        result = memory_child(args.variant, args.level, args.tokens, not args.no_trim)
+        result = memory_child(args.variant, args.level, args.tokens, not args.no_trim, args.prompt_tokens)
         print(RESULT_MARKER + json.dumps(result), flush=True)
         return 0
 
@@ -690,8 +716,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             "pairs": args.pairs,
             "batch": args.batch,
             "warmup_runs": args.warmup,
+            "prompt_tokens": args.prompt_tokens,
         }
-        results["time"] = run_time(args.levels, args.tokens, args.pairs, args.batch, args.warmup)
+        results["time"] = run_time(
+            args.levels, args.tokens, args.pairs, args.batch, args.warmup, args.prompt_tokens
+        )
         tables.append(
             f"### Time overhead (batch {args.batch}, greedy, 1 thread)\n\n" + time_table(results["time"])
         )
@@ -706,9 +735,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             "malloc_trim_before_baseline": not args.no_trim,
             "malloc_mmap_threshold": MALLOC_MMAP_THRESHOLD,
             "variants": args.variants,
+            "prompt_tokens": args.prompt_tokens,
         }
         results["memory"] = run_memory(
-            args.level, args.tokens_list, args.repeats, args.jobs, not args.no_trim, args.variants
+            args.level,
+            args.tokens_list,
+            args.repeats,
+            args.jobs,
+            not args.no_trim,
+            args.variants,
+            args.prompt_tokens,
         )
         tables.append("### Extra peak RSS of one generate call\n\n" + memory_table(results["memory"]))
 

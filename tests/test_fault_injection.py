@@ -36,6 +36,24 @@ class StepCounter:
         self.step += 1
 
 
+def one_hot_attention(model) -> None:  # type: ignore[no-untyped-def]
+    """Make every self-attention layer of a tiny Llama put all its weight on the first key, on any
+    kernel: each layer is handed a mask that leaves only key 0 (what the kernel and CoreVital's
+    read-out both see)."""
+
+    def hook(module, args, kwargs):  # type: ignore[no-untyped-def]
+        hidden = kwargs["hidden_states"]
+        cache = kwargs.get("cache", kwargs.get("past_key_values"))
+        past = cache.get_seq_length(module.layer_idx) if cache is not None else 0
+        queries = hidden.shape[1]
+        mask = torch.full((hidden.shape[0], 1, queries, past + queries), float("-inf"), dtype=hidden.dtype)
+        mask[..., 0] = 0.0
+        return args, {**kwargs, "attention_mask": mask}
+
+    for layer in model.model.layers:
+        layer.self_attn.register_forward_pre_hook(hook, with_kwargs=True)
+
+
 def events(span, name: str) -> list[dict]:  # type: ignore[no-untyped-def]
     return [dict(e.attributes) for e in span.events if e.name == name]
 
@@ -100,24 +118,10 @@ def test_healthy_tiny_model_has_no_mid_layer_or_nan_flag(instrument, telemetry) 
     assert "nan_or_inf" not in a[sc.COREVITAL_LAYER_BLAME_DETAILS]
 
 
-@pytest.fixture
-def one_hot_attention(monkeypatch):  # type: ignore[no-untyped-def]
-    """Eager attention that puts all its weight on the first key, in every head and layer."""
-    from transformers.models.llama import modeling_llama
-
-    original = modeling_llama.eager_attention_forward
-
-    def forced(module, query, key, value, attention_mask, *args, **kwargs):  # type: ignore[no-untyped-def]
-        batch, keys = query.shape[0], key.shape[-2]
-        mask = torch.full((batch, 1, query.shape[-2], keys), float("-inf"), dtype=query.dtype)
-        mask[..., 0] = 0.0
-        return original(module, query, key, value, mask, *args, **kwargs)
-
-    monkeypatch.setattr(modeling_llama, "eager_attention_forward", forced)
-
-
-def test_one_hot_attention_collapses(instrument, telemetry, one_hot_attention) -> None:
-    model = tiny_models.llama(num_hidden_layers=4, attn_implementation="eager")
+@pytest.mark.parametrize("kernel", ["sdpa", "eager"])
+def test_one_hot_attention_collapses(instrument, telemetry, kernel: str) -> None:
+    model = tiny_models.llama(num_hidden_layers=4, attn_implementation=kernel)
+    one_hot_attention(model)
     instrument(capture="attention")
     model.generate(**tiny_models.prompt(), max_new_tokens=8, min_new_tokens=8, do_sample=False)
     span = telemetry.span()

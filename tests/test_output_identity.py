@@ -17,6 +17,21 @@ from tiny_tokenizer import tiny_tokenizer
 
 LEVELS = ["logits", "hidden", "attention"]
 
+#: The attention kernel and dtype a model runs with: its default kernel (``sdpa``) in float32 and
+#: bfloat16, and ``eager``. CoreVital never changes the kernel, so every one must give identical
+#: outputs at every level.
+KERNELS: dict[str, tuple[str, torch.dtype]] = {
+    "eager-float32": ("eager", torch.float32),
+    "sdpa-float32": ("sdpa", torch.float32),
+    "sdpa-bfloat16": ("sdpa", torch.bfloat16),
+}
+
+
+def build(factory: Callable[..., Any], kernel: str) -> Any:
+    name, dtype = KERNELS[kernel]
+    return factory(attn_implementation=name).to(dtype)
+
+
 DECODER_MODES: dict[str, dict[str, Any]] = {
     "greedy": {"max_new_tokens": 12, "do_sample": False},
     "sampling": {"max_new_tokens": 12, "do_sample": True, "temperature": 0.8, "top_k": 20, "top_p": 0.9},
@@ -52,11 +67,12 @@ def run_both(
     return plain, instrumented
 
 
+@pytest.mark.parametrize("kernel", sorted(KERNELS))
 @pytest.mark.parametrize("level", LEVELS)
 @pytest.mark.parametrize("mode", sorted(DECODER_MODES))
 @pytest.mark.parametrize("arch", sorted(tiny_models.DECODER_ONLY))
-def test_decoder_only_identical(arch: str, mode: str, level: str, instrument, telemetry) -> None:
-    model = tiny_models.DECODER_ONLY[arch](attn_implementation="eager")
+def test_decoder_only_identical(arch: str, mode: str, level: str, kernel: str, instrument, telemetry) -> None:
+    model = build(tiny_models.DECODER_ONLY[arch], kernel)
     inputs = tiny_models.prompt(batch=2, padded=True)
     plain, instrumented = run_both(
         model, instrument, level, lambda: model.generate(**inputs, **DECODER_MODES[mode])
@@ -66,17 +82,24 @@ def test_decoder_only_identical(arch: str, mode: str, level: str, instrument, te
 
 
 @pytest.mark.parametrize("level", LEVELS)
-@pytest.mark.parametrize("arch", sorted(tiny_models.DECODER_ONLY))
-def test_default_attention_kernel_restored(arch: str, level: str, instrument, telemetry) -> None:
-    model = tiny_models.DECODER_ONLY[arch]()
-    before = model.config._attn_implementation
+@pytest.mark.parametrize("arch", sorted(tiny_models.ALL))
+def test_the_attention_kernel_is_never_switched(arch: str, level: str, instrument, telemetry) -> None:
+    model = tiny_models.ALL[arch]()
+    own = model.config._attn_implementation
+    assert own == "sdpa"
+    seen: set[str] = set()
+    model.register_forward_pre_hook(lambda module, args: seen.add(module.config._attn_implementation))
     inputs = tiny_models.prompt(batch=1)
     plain, instrumented = run_both(
         model, instrument, level, lambda: model.generate(**inputs, max_new_tokens=10, do_sample=False)
     )
     assert_identical(plain, instrumented)
     assert_captured(telemetry, level)
-    assert model.config._attn_implementation == before
+    assert seen == {own} and model.config._attn_implementation == own
+    if level == "attention":  # read on the model's own kernel, every layer, no reason given
+        attributes = telemetry.span().attributes
+        assert sc.COREVITAL_CAPTURE_UNAVAILABLE_REASON not in attributes
+        assert len(attributes[sc.COREVITAL_ATTENTION_LAYER_ENTROPY_MEAN]) == model.config.num_hidden_layers
 
 
 SEQ2SEQ_MODES: dict[str, dict[str, Any]] = {
@@ -90,11 +113,12 @@ SEQ2SEQ_MODES: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 
+@pytest.mark.parametrize("kernel", sorted(KERNELS))
 @pytest.mark.parametrize("level", LEVELS)
 @pytest.mark.parametrize("mode", sorted(SEQ2SEQ_MODES))
 @pytest.mark.parametrize("arch", sorted(tiny_models.SEQ2SEQ))
-def test_seq2seq_identical(arch: str, mode: str, level: str, instrument, telemetry) -> None:
-    model = tiny_models.SEQ2SEQ[arch](attn_implementation="eager")
+def test_seq2seq_identical(arch: str, mode: str, level: str, kernel: str, instrument, telemetry) -> None:
+    model = build(tiny_models.SEQ2SEQ[arch], kernel)
     inputs = tiny_models.prompt(batch=2, padded=True)
     plain, instrumented = run_both(
         model, instrument, level, lambda: model.generate(**inputs, **SEQ2SEQ_MODES[mode])

@@ -64,6 +64,31 @@ def test_long_greedy_generation_identical(smollm2, instrument, telemetry, level:
     assert telemetry.span().attributes[sc.COREVITAL_CAPTURE_LEVEL] == level
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_attention_capture_identical_on_the_models_own_kernel(smollm2, instrument, telemetry, dtype) -> None:
+    """Attention read on sdpa, in float32 and bfloat16: the same tokens, scores and logits."""
+    import copy
+
+    import torch
+
+    model, tokenizer = smollm2
+    if dtype == "bfloat16":
+        model = copy.deepcopy(model).to(torch.bfloat16)
+    inputs = chat(tokenizer, QUESTION)
+    call = lambda: model.generate(  # noqa: E731
+        **inputs, max_new_tokens=24, do_sample=False, return_dict_in_generate=True, output_scores=True,
+        output_logits=True,
+    )  # fmt: skip
+    plain = call()
+    instrument(capture="attention")
+    assert_identical(plain, call())
+    assert model.config._attn_implementation == "sdpa"
+    a = telemetry.span().attributes
+    assert a[sc.COREVITAL_CAPTURE_LEVEL] == "attention"
+    assert sc.COREVITAL_CAPTURE_UNAVAILABLE_REASON not in a
+    assert len(a[sc.COREVITAL_ATTENTION_LAYER_ENTROPY_MEAN]) == model.config.num_hidden_layers
+
+
 def test_pipeline_chat_one_span(smollm2, instrument, telemetry) -> None:
     model, tokenizer = smollm2
     generator = pipeline("text-generation", model=model, tokenizer=tokenizer)

@@ -58,7 +58,34 @@ def _kernel_log(model: Any) -> dict[str, set[str]]:
     return seen
 
 
-def test_attention_capture_never_changes_another_threads_kernel_or_tokens(telemetry) -> None:
+def _run_threads(kinds: Sequence[str], work: Any, timeout: float = 120.0) -> dict[str, list[Any]]:
+    """Run ``work(kind)`` in one thread per kind (named ``{kind}-{i}``); their results by thread name."""
+    results: dict[str, list[Any]] = defaultdict(list)
+    failures: list[BaseException] = []
+
+    def worker(kind: str) -> None:
+        try:
+            results[threading.current_thread().name].extend(work(kind))
+        except BaseException as exc:  # pragma: no cover - reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(k,), name=f"{k}-{i}") for i, k in enumerate(kinds)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
+    assert not any(t.is_alive() for t in threads), "a thread hung"
+    assert not failures, failures
+    return results
+
+
+KINDS = ["attention", "suppressed", "unsampled"] * 2 + ["attention"] * 2
+
+
+def test_attention_capture_beside_other_calls_changes_no_kernel_and_no_token(telemetry) -> None:
+    """8 threads on one sdpa model: 4 capture attention, 2 are suppressed, 2 unsampled. Every output
+    equals the uninstrumented one, every forward of every thread runs the model's own kernel, and
+    every attention call carries the attention read-out."""
     model = tiny_models.llama()
     own_kernel = model.config._attn_implementation
     assert own_kernel != "eager"
@@ -66,6 +93,12 @@ def test_attention_capture_never_changes_another_threads_kernel_or_tokens(teleme
 
     def run(index: int) -> Any:
         return model.generate(**prompts[index], max_new_tokens=6, min_new_tokens=6, do_sample=False)
+
+    def work(kind: str) -> list[Any]:
+        if kind == "suppressed":
+            with suppress_instrumentation():
+                return [run(index) for index in range(10)]
+        return [run(index) for index in range(10)]
 
     plain = [run(i) for i in range(10)]
     provider = TracerProvider(sampler=SampleByThread())
@@ -75,73 +108,94 @@ def test_attention_capture_never_changes_another_threads_kernel_or_tokens(teleme
         tracer_provider=provider, meter_provider=telemetry.meter_provider, capture="attention"
     )
     try:
-        captured = [run(i) for i in range(10)]  # single-threaded attention runs: the reference
-        telemetry.exporter.clear()
         kernels = _kernel_log(model)
-        results: dict[str, list[Any]] = defaultdict(list)
-        failures: list[BaseException] = []
-
-        def worker(kind: str) -> None:
-            try:
-                for index in range(10):
-                    if kind == "suppressed":
-                        with suppress_instrumentation():
-                            results[threading.current_thread().name].append(run(index))
-                    else:
-                        results[threading.current_thread().name].append(run(index))
-            except BaseException as exc:  # pragma: no cover - reported below
-                failures.append(exc)
-
-        kinds = [
-            "attention",
-            "suppressed",
-            "unsampled",
-            "attention",
-            "suppressed",
-            "unsampled",
-            "attention",
-            "attention",
-        ]
-        threads = [threading.Thread(target=worker, args=(k,), name=f"{k}-{i}") for i, k in enumerate(kinds)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=120)
-        assert not any(t.is_alive() for t in threads), "a thread hung"
-        assert not failures, failures
+        results = _run_threads(KINDS, work)
     finally:
         instrumentor.uninstrument()
     compared = 0
     for name, outputs in results.items():
-        reference = captured if name.startswith("attention") else plain
         for index, output in enumerate(outputs):
-            assert_identical(reference[index], output, f"{name} call {index}")
+            assert_identical(plain[index], output, f"{name} call {index}")
             compared += 1
     assert compared == 80
-    for name, seen in kernels.items():
-        expected = {"eager"} if name.startswith("attention") else {own_kernel}
-        assert seen == expected, (name, seen)
+    assert set(kernels) == {f"{k}-{i}" for i, k in enumerate(KINDS)}
+    assert all(seen == {own_kernel} for seen in kernels.values()), kernels
     spans = telemetry.spans()
     assert len(spans) == 40  # the attention threads' calls; suppressed and unsampled ones make none
     for span in spans:
         a = span.attributes
         assert sc.COREVITAL_ERROR_TYPE not in a, a.get(sc.COREVITAL_ERROR_TYPE)
+        assert sc.COREVITAL_CAPTURE_UNAVAILABLE_REASON not in a
         assert a[sc.COREVITAL_CAPTURE_LEVEL] == "attention"
-        assert sc.COREVITAL_ATTENTION_LAYER_ENTROPY_MEAN in a and sc.COREVITAL_RISK_SCORE in a
-    assert model.config._attn_implementation == own_kernel  # restored after the last call
+        assert len(a[sc.COREVITAL_ATTENTION_LAYER_ENTROPY_MEAN]) == model.config.num_hidden_layers
 
 
-def test_attention_capture_gives_up_on_a_busy_model_and_says_why(telemetry) -> None:
-    from opentelemetry.instrumentation.corevital.capture.kernel import KernelGate
+def test_instrument_and_uninstrument_while_attention_calls_run(telemetry) -> None:
+    """The same threads while another thread toggles ``uninstrument()`` / ``instrument()`` (at the
+    attention and the hidden level): identical outputs, no CoreVital error on any span, and after
+    the last ``uninstrument()`` no hook on the model and the attention lookup unwrapped."""
+    from transformers.modeling_utils import AttentionInterface
+
+    from opentelemetry.instrumentation.corevital.capture.attention import interface_method
 
     model = tiny_models.llama()
-    gate = KernelGate(model, timeout=0.05)
-    with gate.own_kernel(), gate.eager() as unavailable:  # another call holds the model's own kernel
-        assert unavailable is not None and "busy" in unavailable
-        assert model.config._attn_implementation != "eager"
-    with gate.eager() as unavailable:
-        assert unavailable is None and model.config._attn_implementation == "eager"
-    assert model.config._attn_implementation != "eager"
+    prompts = [tiny_models.prompt(batch=1 + i % 2, length=4 + i) for i in range(10)]
+
+    def run(index: int) -> Any:
+        return model.generate(**prompts[index], max_new_tokens=6, min_new_tokens=6, do_sample=False)
+
+    plain = [run(i) for i in range(10)]
+    provider = TracerProvider(sampler=SampleByThread())
+    provider.add_span_processor(SimpleSpanProcessor(telemetry.exporter))
+    instrumentor = CoreVitalInstrumentor()
+    options = {"tracer_provider": provider, "meter_provider": telemetry.meter_provider}
+    done = threading.Event()
+
+    def work(kind: str) -> list[Any]:
+        if kind == "toggle":
+            toggles = 0
+            while not done.is_set() or toggles < 4:
+                instrumentor.uninstrument()
+                instrumentor.instrument(capture="attention" if toggles % 2 else "hidden", **options)
+                toggles += 1
+            return [toggles]
+        try:
+            if kind == "suppressed":
+                with suppress_instrumentation():
+                    return [run(index) for index in range(10)]
+            return [run(index) for index in range(10)]
+        finally:
+            if kind == "attention":
+                done.set()
+
+    instrumentor.instrument(capture="attention", **options)
+    try:
+        results = _run_threads([*KINDS, "toggle"], work)
+    finally:
+        instrumentor.uninstrument()
+    for name, outputs in results.items():
+        if not name.startswith("toggle"):
+            for index, output in enumerate(outputs):
+                assert_identical(plain[index], output, f"{name} call {index}")
+    assert results[f"toggle-{len(KINDS)}"][0] >= 4
+    for span in telemetry.spans():
+        assert sc.COREVITAL_ERROR_TYPE not in span.attributes, span.attributes.get(sc.COREVITAL_ERROR_TYPE)
+    assert not model._forward_hooks and not model._forward_pre_hooks
+    assert not hasattr(getattr(AttentionInterface, interface_method() or "__getitem__"), "__wrapped__")
+
+
+def test_a_call_in_flight_adds_no_hook_after_uninstrument() -> None:
+    """``uninstrument()`` closes the hook registry: a call that started before it and reaches its
+    capture set-up after it adds nothing to the model (``instrument()`` makes a new registry)."""
+    from opentelemetry.instrumentation.corevital.capture import HookRegistry
+
+    model = tiny_models.llama()
+    registry = HookRegistry()
+    registry.ensure(model)
+    assert len(model._forward_hooks) == 1 and len(model._forward_pre_hooks) == 1
+    registry.remove_all()
+    registry.ensure(model)  # what a call still in flight does
+    assert not model._forward_hooks and not model._forward_pre_hooks
 
 
 def test_hidden_capture_on_a_shared_model_reads_only_its_own_forwards(telemetry) -> None:

@@ -28,7 +28,7 @@ import tiny_models
 from opentelemetry.instrumentation.corevital import semconv as sc
 from opentelemetry.instrumentation.corevital.capture import session as session_module
 from opentelemetry.instrumentation.corevital.signals.calibration import ProfileBuilder
-from test_fault_injection import StepCounter, layer_output_hook
+from test_fault_injection import StepCounter, layer_output_hook, one_hot_attention
 from tiny_tokenizer import tiny_tokenizer
 
 pytest.importorskip("jinja2")
@@ -164,23 +164,10 @@ def emitted(tmp_path_factory: pytest.TempPathFactory) -> Emitted:
         inputs = tokenizer("w10 w11 w12", return_tensors="pt", return_token_type_ids=False)
         tiny_models.llama().generate(**inputs, max_new_tokens=5, do_sample=False, tokenizer=tokenizer)
         # one-hot attention: attention collapse and the attention bottleneck compound signal
-        from transformers.models.llama import modeling_llama
-
-        original = modeling_llama.eager_attention_forward
-
-        def one_hot(module, query, key, value, attention_mask, *args, **kwargs):  # type: ignore[no-untyped-def]
-            mask = torch.full((query.shape[0], 1, query.shape[-2], key.shape[-2]), float("-inf"))
-            mask[..., 0] = 0.0
-            return original(module, query, key, value, mask, *args, **kwargs)
-
-        modeling_llama.eager_attention_forward = one_hot
-        try:
-            instrument(capture="attention")
-            tiny_models.llama(attn_implementation="eager").generate(
-                **tiny_models.prompt(), max_new_tokens=8, min_new_tokens=8, do_sample=False
-            )
-        finally:
-            modeling_llama.eager_attention_forward = original
+        instrument(capture="attention")
+        collapsed = tiny_models.llama()
+        one_hot_attention(collapsed)
+        collapsed.generate(**tiny_models.prompt(), max_new_tokens=8, min_new_tokens=8, do_sample=False)
         # NaN injected in a middle layer, with stop_on: a flag, blame and an intervention
         instrument(stop_on="nan_detected")
         model = tiny_models.llama(num_hidden_layers=6)

@@ -106,6 +106,7 @@ class CoreVitalInstrumentor(BaseInstrumentor):
     # BaseInstrumentor is a singleton whose __init__ runs on every CoreVitalInstrumentor() call, so
     # state lives in attributes set by _instrument, never in __init__.
     _hooks: Any = None  # capture.HookRegistry: every hook added, for uninstrument()
+    _attention_lookup: str | None = None  # the attention-interface method wrapped (capture.attention)
     _pipeline_wrapped = False  # Pipeline.forward is wrapped (content capture only)
     _seams: Any = None  # integrations.Seams: the continuous-batching and serving wrappers
     settings: Settings | None = None  # the resolved settings of the current instrument() call
@@ -119,7 +120,7 @@ class CoreVitalInstrumentor(BaseInstrumentor):
         # torch and transformers are imported only here, so that loading the entry point of an
         # environment without them (``opentelemetry-instrument`` checks dependencies after) is safe.
         from ._wrap import GenerateWrapper
-        from .capture import HookRegistry, KernelGates
+        from .capture import HookRegistry
         from .profiles import load_calibration
         from .reports import ReportDelivery
         from .telemetry import Instruments, Writer
@@ -127,8 +128,9 @@ class CoreVitalInstrumentor(BaseInstrumentor):
         unknown = unknown_keywords(kwargs)
         if unknown:
             logger.warning("CoreVital: ignoring unknown instrument() keywords %s.", ", ".join(unknown))
-        if self._hooks is None:
-            self._hooks = HookRegistry()
+        # A registry per instrument(): a call still in flight from an earlier instrumentation holds
+        # the old, closed one and can never add hooks after uninstrument() removed them.
+        self._hooks = HookRegistry()
         self.settings = settings = Settings.resolve(kwargs)
         tracer = get_tracer(__name__, __version__, kwargs.get("tracer_provider"), schema_url=sc.SCHEMA_URL)
         meter = get_meter(__name__, __version__, kwargs.get("meter_provider"), schema_url=sc.SCHEMA_URL)
@@ -148,11 +150,11 @@ class CoreVitalInstrumentor(BaseInstrumentor):
             writer,
             settings,
             self._hooks,
-            KernelGates(),
             ReportDelivery(kwargs.get("on_report")),
             calibration=calibration,
         )
         wrap_function_wrapper(_GENERATE_MODULE, _GENERATE_NAME, wrapper)
+        self._wrap_attention_lookup()
         self._wrap_integrations(wrapper, settings)
         if settings.capture_content.enabled:
             wrap_function_wrapper(_PIPELINE_MODULE, _PIPELINE_NAME, _pipeline_forward)
@@ -177,11 +179,29 @@ class CoreVitalInstrumentor(BaseInstrumentor):
             seams.add(module, [(name, getattr(serving, method))])
         self._seams = seams
 
+    def _wrap_attention_lookup(self) -> None:
+        """Wrap the lookup of the attention function (capture.attention): it hands every model its
+        own function, observed only inside a call that captures attention."""
+        from .capture import attention
+
+        method = attention.interface_method()
+        if method is None:
+            logger.info("CoreVital: this transformers has no attention interface; no attention read-out.")
+            return
+        wrap_function_wrapper(attention.INTERFACE_MODULE, f"{attention.INTERFACE_CLASS}.{method}",
+                              attention.lookup_wrapper)  # fmt: skip
+        self._attention_lookup = method
+
     def _uninstrument(self, **kwargs: Any) -> None:
         from transformers.generation.utils import GenerationMixin
         from transformers.pipelines.base import Pipeline
 
         unwrap(GenerationMixin, "generate")
+        if self._attention_lookup is not None:
+            from transformers.modeling_utils import AttentionInterface
+
+            unwrap(AttentionInterface, self._attention_lookup)
+            self._attention_lookup = None
         if self._seams is not None:
             self._seams.remove_all()
             self._seams = None

@@ -1,11 +1,11 @@
 """The ``generate`` wrapper: wiring only.
 
 One call, in order: read the call (``generation``), open the span (``telemetry.Writer``) and the
-capture session (``capture``), call through with the right attention kernel held, then turn the
-capture report into a health report (``signals``) and hand both to the writer and to whoever asked
-for reports in code (``reports``). Nothing here may break the user's call: CoreVital's own failures
-are caught, logged once per kind and recorded on the span as ``corevital.error.type``; the model's
-exceptions are recorded and re-raised unchanged.
+capture session (``capture``), call through, then turn the capture report into a health report
+(``signals``) and hand both to the writer and to whoever asked for reports in code (``reports``).
+Nothing here may break the user's call: CoreVital's own failures are caught, logged once per kind
+and recorded on the span as ``corevital.error.type``; the model's exceptions are recorded and
+re-raised unchanged.
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from opentelemetry import trace
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
-from .capture import CaptureSession, HookRegistry, KernelGates, active_session
+from .capture import CaptureSession, HookRegistry, active_session
 from .capture.intervention import inject_criterion
 from .config import CaptureLevel, Settings
 from .generation import GenerationOutcome, GenerationRequest, inspect_result, model_name, resolve_request
@@ -108,14 +108,12 @@ class GenerateWrapper:
         writer: Writer,
         settings: Settings,
         hooks: HookRegistry,
-        gates: KernelGates,
         delivery: ReportDelivery,
         calibration: CalibrationProfile | None = None,
     ) -> None:
         self._writer = writer
         self._settings = settings
         self._hooks = hooks
-        self._gates = gates
         self._delivery = delivery
         self._calibration = calibration
         self._key = settings.prompt_hash_key.get_secret_value() if settings.prompt_hash_key else _PROCESS_KEY
@@ -127,13 +125,10 @@ class GenerateWrapper:
         if instance is None or _IN_GENERATE.get():
             return wrapped(*args, **kwargs)
         if not is_instrumentation_enabled():
-            # Not traced, but still run with the model's own attention kernel (another thread may
-            # be capturing attention on the same model).
-            with self._safely(lambda: self._gates.own_kernel(instance), self.log_once):
-                try:
-                    return wrapped(*args, **kwargs)
-                finally:
-                    self._release_forward(instance)
+            try:
+                return wrapped(*args, **kwargs)
+            finally:
+                self._release_forward(instance)
         token = _IN_GENERATE.set(True)
         try:
             return self._traced_call(wrapped, instance, args, kwargs)
@@ -153,25 +148,18 @@ class GenerateWrapper:
                 args,
                 kwargs,
             )
-        attention = session is not None and session.level is CaptureLevel.ATTENTION
-        kernel = (lambda: self._gates.eager(model)) if attention else (lambda: self._gates.own_kernel(model))
         call.hook_seconds = time.perf_counter() - started
         capture = active_session(session) if session is not None else contextlib.nullcontext()
-        with self._safely(kernel, call.internal_error) as unavailable:
-            if unavailable and session is not None:
-                guard("lowering the capture level", session.without_attention, unavailable)
-            with trace.use_span(
-                span, end_on_exit=False, record_exception=False, set_status_on_exception=False
-            ):
-                try:
-                    with capture:
-                        try:
-                            result = wrapped(*args, **kwargs)
-                        finally:
-                            self._release_forward(model)
-                except BaseException as exc:
-                    self.close_call(call, time.perf_counter(), exception=exc)
-                    raise
+        with trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
+            try:
+                with capture:
+                    try:
+                        result = wrapped(*args, **kwargs)
+                    finally:
+                        self._release_forward(model)
+            except BaseException as exc:
+                self.close_call(call, time.perf_counter(), exception=exc)
+                raise
         ended = time.perf_counter()
         self.close_call(
             call, ended, outcome=guard("reading the result", inspect_result, result, call.request)
@@ -363,19 +351,3 @@ class GenerateWrapper:
             completions=completions,
             finish_reasons=[outcome.finish_reasons[i] for i in indices],
         )
-
-    @staticmethod
-    @contextlib.contextmanager
-    def _safely(
-        make: Callable[[], contextlib.AbstractContextManager[Any]],
-        on_error: Callable[[str, BaseException], None],
-    ) -> Iterator[Any]:
-        """Enter ``make()``; if CoreVital's own context manager fails, go on without it."""
-        stack = contextlib.ExitStack()
-        try:
-            value = stack.enter_context(make())
-        except Exception as exc:
-            on_error("coordinating the attention kernel", exc)
-            value = None
-        with stack:
-            yield value

@@ -2,11 +2,11 @@
 
 Persistent forward hooks on each model instance (:mod:`.hooks`) hand every forward's outputs to
 the capture session that is current in this context (:mod:`.session`); the session summarises
-them on the model's device and keeps only the small packed per-step tensors.
+them on the model's device and keeps only the small packed per-step tensors. Attention is read where
+transformers computes it, through its attention interface (:mod:`.attention`).
 """
 
 from .hooks import HookRegistry, active_session
-from .kernel import KernelGates
 from .session import CaptureSession
 
-__all__ = ["CaptureSession", "HookRegistry", "KernelGates", "active_session"]
+__all__ = ["CaptureSession", "HookRegistry", "active_session"]

@@ -55,6 +55,11 @@ def active_session(session: ObserverT) -> Iterator[ObserverT]:
         _CURRENT.reset(token)
 
 
+def current_observer() -> ForwardObserver | None:
+    """The observer current in this context (``None`` outside a captured call)."""
+    return _CURRENT.get()
+
+
 def _session_for(module: torch.nn.Module) -> ForwardObserver | None:
     session = _CURRENT.get()
     if session is None or session.model is not module:
@@ -104,7 +109,11 @@ def _post_hook(
 
 
 class HookRegistry:
-    """The hooks CoreVital added, so that ``uninstrument()`` can remove every one of them."""
+    """The hooks CoreVital added, so that ``uninstrument()`` can remove every one of them.
+
+    After :meth:`remove_all` the registry is closed: a call still in flight adds no hook again
+    (``instrument()`` makes a new registry).
+    """
 
     def __init__(self) -> None:
         self._handles: weakref.WeakKeyDictionary[torch.nn.Module, tuple[Any, Any]] = (
@@ -112,13 +121,14 @@ class HookRegistry:
         )
         self._gates: weakref.WeakKeyDictionary[torch.nn.Module, ForwardGate] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
+        self._closed = False
 
     def ensure(self, model: torch.nn.Module) -> None:
         """Register the two hooks on ``model`` if they are not there yet."""
-        if model in self._handles:
+        if model in self._handles or self._closed:
             return
         with self._lock:
-            if model in self._handles:
+            if model in self._handles or self._closed:
                 return
             gate = ForwardGate() if layer_outputs_need_gate() else None
             if gate is not None:
@@ -139,8 +149,9 @@ class HookRegistry:
         return len(self._handles)
 
     def remove_all(self) -> None:
-        """Remove every hook this registry added."""
+        """Remove every hook this registry added, and add none from now on."""
         with self._lock:
+            self._closed = True
             for pre, post in list(self._handles.values()):
                 pre.remove()
                 post.remove()

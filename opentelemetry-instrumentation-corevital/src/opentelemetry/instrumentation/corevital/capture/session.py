@@ -42,6 +42,7 @@ from ..summaries import (
     surprisal_bits,
 )
 from ..summaries.representation import project_states, representation_layer
+from .attention import NOT_THROUGH_INTERFACE, AttentionTap, reads_weights
 from .hidden_blocks import HiddenSummaryBlocks
 from .layout import StepLayout
 from .similarity import StateSimilarity
@@ -140,11 +141,23 @@ class CaptureSession:
         if level is not None and level.captures_hidden and not forward_accepts(model, "output_hidden_states"):
             self._unavailable[CaptureLevel.HIDDEN.value] = "the model's forward has no output_hidden_states"
             level = CaptureLevel.LOGITS
-        if level is CaptureLevel.ATTENTION and not forward_accepts(model, "output_attentions"):
-            self._unavailable[CaptureLevel.ATTENTION.value] = "the model's forward has no output_attentions"
-            level = CaptureLevel.HIDDEN
         if level is CaptureLevel.ATTENTION and CaptureLevel.ATTENTION.value in self._unavailable:
             level = CaptureLevel.HIDDEN
+        # Attention is read through transformers' attention interface (.attention), never by
+        # switching kernels; only a model that computes its weights anyway (the eager kernel under
+        # transformers 4.5x, which bypasses the interface) is asked for them.
+        self.attention_tap: AttentionTap | None = None
+        self._attention_weights = False
+        if level is CaptureLevel.ATTENTION:
+            if reads_weights(model):
+                if forward_accepts(model, "output_attentions"):
+                    self._attention_weights = True
+                else:
+                    self._unavailable[CaptureLevel.ATTENTION.value] = NOT_THROUGH_INTERFACE
+                    level = CaptureLevel.HIDDEN
+            else:
+                self.attention_tap = AttentionTap(model, collapsed_threshold, focused_threshold)
+        self._tap_error_reported = False
         self.level = level
         # Beam search reorders rows between steps, so the next input row is not the continuation
         # of the same row: chosen-token surprisal, state revisits and streaming are only defined
@@ -178,6 +191,8 @@ class CaptureSession:
         if self.level is CaptureLevel.ATTENTION:
             self.level = CaptureLevel.HIDDEN
             self._unavailable[CaptureLevel.ATTENTION.value] = reason
+        self.attention_tap = None
+        self._attention_weights = False
 
     # -- hooks ---------------------------------------------------------------------------------
     def before_forward(
@@ -191,9 +206,11 @@ class CaptureSession:
         if self.level.captures_hidden and not kwargs.get("output_hidden_states"):
             kwargs["output_hidden_states"] = True
             added.extend(_HIDDEN_KEYS)
-        if self.level.captures_attention and not kwargs.get("output_attentions"):
+        if self._attention_weights and not kwargs.get("output_attentions"):
             kwargs["output_attentions"] = True
             added.extend(_ATTENTION_KEYS)
+        if self.attention_tap is not None and self.level is CaptureLevel.ATTENTION:
+            self.attention_tap.begin()
         self._added = tuple(added)
         self.overhead += time.perf_counter() - started
         return (args, kwargs) if added else None
@@ -214,6 +231,8 @@ class CaptureSession:
         except Exception as exc:
             self._fail(exc)
         finally:
+            if self.attention_tap is not None:
+                self.attention_tap.listening = False
             if self._added:
                 drop_outputs(output, self._added)
                 self._added = ()
@@ -346,7 +365,13 @@ class CaptureSession:
                 self._hidden_blocks.push(layers)
                 width = hidden_layers * len(HIDDEN_LAYER_FIELDS) + 2
                 parts.append(self._placeholder(layers.shape[1], width, layers.device))
-        if self.level.captures_attention:
+        if self.level.captures_attention and self.attention_tap is not None:
+            summary = self._tapped_attention(packed_logits.shape[0], packed_logits.device)
+            if summary is not None:
+                attention_layers = int(summary.shape[1])
+                self._attention_heads = self.attention_tap.heads
+                parts.append(summary.flatten(1))
+        elif self.level.captures_attention:
             attentions = getattr(output, "decoder_attentions" if encoder_decoder else "attentions", None)
             present = [a for a in attentions or () if a is not None]
             if not present:
@@ -379,6 +404,21 @@ class CaptureSession:
         if self._live:
             self._stream_step(packed_logits, similarity, hidden_summary)
         self._token_pending = True
+
+    def _tapped_attention(self, rows: int, device: torch.device) -> torch.Tensor | None:
+        """The step's attention statistics from the tap; on the first step without any, attention is
+        unavailable for the call (the reason goes on the span)."""
+        tap = self.attention_tap
+        assert tap is not None
+        summary = tap.end(rows, device)
+        if tap.error is not None and not self._tap_error_reported:
+            self._tap_error_reported = True
+            if self._on_error is not None:
+                self._on_error(tap.error)
+        if summary is None:
+            reason = NOT_THROUGH_INTERFACE if tap.error is None else f"reading attention failed ({tap.error})"
+            self.without_attention(reason)
+        return summary
 
     def _placeholder(self, rows: int, width: int, device: torch.device) -> torch.Tensor:
         """NaN columns standing for the hidden-state statistics and similarities until they are

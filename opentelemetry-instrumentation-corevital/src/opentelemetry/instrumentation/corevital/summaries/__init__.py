@@ -5,7 +5,13 @@ heads where it applies), and returns float32 tensors shaped ``[batch, ...]``. No
 about OpenTelemetry or keeps state between steps.
 """
 
-from .attention import ATTENTION_LAYER_FIELDS, summarize_attention
+from .attention import (
+    ATTENTION_LAYER_FIELDS,
+    last_query_weights,
+    summarize_attention,
+    summarize_attention_rows,
+    summarize_layer_rows,
+)
 from .hidden import HIDDEN_LAYER_FIELDS, last_position_layers, summarize_hidden
 from .logits import (
     LOGIT_FIELDS,
@@ -25,9 +31,12 @@ __all__ = [
     "TOP_N_PROBS",
     "chosen_probability",
     "last_position_layers",
+    "last_query_weights",
     "logit_metrics",
     "summarize_attention",
+    "summarize_attention_rows",
     "summarize_hidden",
+    "summarize_layer_rows",
     "summarize_logits",
     "surprisal_bits",
 ]
