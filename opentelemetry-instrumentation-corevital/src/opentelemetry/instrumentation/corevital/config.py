@@ -52,7 +52,8 @@ class CaptureLevel(str, enum.Enum):
 
     Each level includes the previous one: ``logits`` (entropy, margin, surprisal, top-k),
     ``hidden`` (plus per-layer hidden-state statistics; the default) and ``attention`` (plus
-    per-layer attention statistics; runs the model with eager attention for the call).
+    per-layer attention statistics, read where transformers computes attention; the model's own
+    attention kernel runs unchanged).
     """
 
     LOGITS = "logits"

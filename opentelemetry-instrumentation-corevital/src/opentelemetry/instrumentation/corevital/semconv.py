@@ -73,7 +73,7 @@ CAPTURE_LEVEL_LOGITS: Final = "logits"
 CAPTURE_LEVEL_HIDDEN: Final = "hidden"
 """Logits plus per-layer hidden-state statistics."""
 CAPTURE_LEVEL_ATTENTION: Final = "attention"
-"""Logits, hidden states and attention weights (forces the eager attention kernel)."""
+"""Logits, hidden states and per-layer attention statistics (on the model's own kernel)."""
 
 # --- CoreVital sequence attributes (registry.corevital.sequence) ---
 
