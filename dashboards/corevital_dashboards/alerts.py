@@ -77,7 +77,9 @@ def _group(*attributes: str) -> str:
     return ", ".join([promql.JOB_LABEL, *(label(a) for a in attributes)])
 
 
-def counted_recently(counter_name: str, *extra: str, by: Sequence[str], window: str = NEW_SERIES_WINDOW) -> str:
+def counted_recently(
+    counter_name: str, *extra: str, by: Sequence[str], window: str = NEW_SERIES_WINDOW
+) -> str:
     """``sum by (job, …) (new or increase) > 0``: the counter counted something in the last ``window``.
 
     ``increase()`` needs two samples, so a series that appears with its first count (a model's
@@ -123,7 +125,9 @@ def alerts() -> list[Alert]:
     return [
         Alert(
             f"{ALERT_PREFIX}NaNOrInfGenerations",
-            counted_recently(sc.METRIC_COREVITAL_HEALTH_FLAGS, _flag(sc.FLAG_NAN_DETECTED, sc.FLAG_INF_DETECTED), by=()),
+            counted_recently(
+                sc.METRIC_COREVITAL_HEALTH_FLAGS, _flag(sc.FLAG_NAN_DETECTED, sc.FLAG_INF_DETECTED), by=()
+            ),
             SEVERITY_CRITICAL,
             f"{MODEL} ({JOB}) produced NaN or Inf",
             f"Generations of {MODEL} carried NaN or Inf in the last {NEW_SERIES_WINDOW}: their output is "
@@ -161,9 +165,7 @@ def alerts() -> list[Alert]:
         ),
         Alert(
             f"{ALERT_PREFIX}InternalErrors",
-            counted_recently(
-                sc.METRIC_COREVITAL_INTERNAL_ERRORS, by=[sc.COREVITAL_ERROR_TYPE]
-            ),
+            counted_recently(sc.METRIC_COREVITAL_INTERNAL_ERRORS, by=[sc.COREVITAL_ERROR_TYPE]),
             SEVERITY_WARNING,
             f"CoreVital's own code failed ({{{{ $labels.{errors.label(sc.COREVITAL_ERROR_TYPE)} }}}}) "
             f"during {MODEL} generations",
@@ -200,9 +202,9 @@ def alerts() -> list[Alert]:
             SEVERITY_WARNING,
             f"{MODEL} ({JOB}) stopped generating",
             f"{MODEL} finished generate() calls in the hour before the last {SILENCE_QUIET} but none since. "
-            "Either the traffic stopped, the process died or hangs, or its metrics no longer arrive (exporter, "
-            "Collector, scrape). Check the process, then its metrics pipeline. For a model with sparse traffic "
-            "this alert is noise: silence it for that model.",
+            "Either the traffic stopped, the process died or hangs, or its metrics no longer arrive "
+            "(exporter, Collector, scrape). Check the process, then its metrics pipeline. For a model with "
+            "sparse traffic this alert is noise: silence it for that model.",
             for_="5m",
             panel="Generations per second by model",
         ),

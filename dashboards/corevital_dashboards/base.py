@@ -47,12 +47,12 @@ def new_dashboard(
     )
     for variable in [*variables.standard(), *extra_variables]:
         board = board.with_variable(variable)
-    for annotation in annotations():
+    for annotation in dashboard_annotations():
         board = board.annotation(annotation)
     return board
 
 
-def annotations() -> list[dashboard_builders.AnnotationQuery]:
+def dashboard_annotations() -> list[dashboard_builders.AnnotationQuery]:
     """Marks on every time axis: CoreVital's alerts while they fire (Prometheus's ``ALERTS`` series,
     when the rules in dashboards/rules/ are loaded), and NaN/Inf health flags as they are counted."""
     model = label(sc.GEN_AI_REQUEST_MODEL)

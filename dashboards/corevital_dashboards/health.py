@@ -139,7 +139,8 @@ def build() -> dashboard_builders.Dashboard:
                     "Flags per sequence",
                     promql.or_zero(
                         promql.guarded_ratio(
-                            promql.summed_increase(flags, "", [model]), promql.summed_increase(risk, "count", [model])
+                            promql.summed_increase(flags, "", [model]),
+                            promql.summed_increase(risk, "count", [model]),
                         ),
                         promql.summed_increase(risk, "count", [model]),
                     ),
@@ -257,7 +258,11 @@ def build() -> dashboard_builders.Dashboard:
                 ids,
                 title,
                 description,
-                [Query(promql.per_sequence(counter, risk, [attribute]), f"{{{{{counter.label(attribute)}}}}}")],
+                [
+                    Query(
+                        promql.per_sequence(counter, risk, [attribute]), f"{{{{{counter.label(attribute)}}}}}"
+                    )
+                ],
                 unit=SHARE,
                 bars=True,
                 no_value="none raised",
@@ -280,7 +285,10 @@ def build() -> dashboard_builders.Dashboard:
             "Step entropy p50 / p90 and mean by model",
             "Median, 90th percentile and exact mean entropy of the decoding steps, in bits.",
             [
-                *(Query(promql.quantile(q, entropy, [model]), f"p{round(q * 100)} {by_model}") for q in (0.5, 0.9)),
+                *(
+                    Query(promql.quantile(q, entropy, [model]), f"p{round(q * 100)} {by_model}")
+                    for q in (0.5, 0.9)
+                ),
                 Query(promql.mean(entropy, [model]), f"mean {by_model}"),
             ],
             unit=panels.BITS,
@@ -300,4 +308,3 @@ def build() -> dashboard_builders.Dashboard:
         )
     )
     return board
-

@@ -48,7 +48,7 @@ BITS = "suffix: bit"
 EXEMPLAR_NOTE = (
     " Exemplar dots (OTLP path) open their trace in Tempo. Behind the bundled Collector only risky, "
     "failed and erroring generations and 10 % of the rest keep their trace, so a dot of a healthy "
-    "generation often opens \"trace not found\"."
+    'generation often opens "trace not found".'
 )
 
 Panel = TypeVar("Panel", bound=Any)

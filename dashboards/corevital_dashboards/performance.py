@@ -140,7 +140,9 @@ def build() -> dashboard_builders.Dashboard:
                 [
                     *(
                         Query(
-                            promql.quantile(q, histogram, [model]), f"p{round(q * 100)} {by_model}", exemplar=True
+                            promql.quantile(q, histogram, [model]),
+                            f"p{round(q * 100)} {by_model}",
+                            exemplar=True,
                         )
                         for q in QUANTILES
                     ),

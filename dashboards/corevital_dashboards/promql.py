@@ -43,9 +43,7 @@ def rate(
     return f"rate({selector(metric, part, *extra, filtered=filtered)}[{window}])"
 
 
-def increase(
-    metric: Metric, part: str = "", *extra: str, window: str = RANGE, filtered: bool = True
-) -> str:
+def increase(metric: Metric, part: str = "", *extra: str, window: str = RANGE, filtered: bool = True) -> str:
     """How much a series grew over ``window`` (a summary table's ``$__range``)."""
     return f"increase({selector(metric, part, *extra, filtered=filtered)}[{window}])"
 
@@ -128,7 +126,9 @@ def share_at_most(
     job: bool = False,
 ) -> str:
     """Share of a histogram's observations at or below a bucket boundary (``le``)."""
-    below = summed_rate(metric, "bucket", by, le_matcher(metric, bound), window=window, filtered=filtered, job=job)
+    below = summed_rate(
+        metric, "bucket", by, le_matcher(metric, bound), window=window, filtered=filtered, job=job
+    )
     total = summed_rate(metric, "count", by, window=window, filtered=filtered, job=job)
     return guarded_ratio(below, total)
 

@@ -58,7 +58,10 @@ def render_all() -> dict[Path, str]:
     """Every generated file, path -> text."""
     rendered = {JSON_DIR / name: encode(build().build()) for name, build in BUILDERS.items()}
     rendered[DATASOURCES_FILE] = DATASOURCES_HEADER + yaml.safe_dump(
-        provisioning.for_provisioning(provisioning.datasources()), sort_keys=False, allow_unicode=True, width=110
+        provisioning.for_provisioning(provisioning.datasources()),
+        sort_keys=False,
+        allow_unicode=True,
+        width=110,
     )
     rendered[RULES_FILE] = RULES_HEADER + yaml.dump(
         alerts.rules(), Dumper=_BlockStrings, sort_keys=False, allow_unicode=True, width=110

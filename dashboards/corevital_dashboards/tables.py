@@ -53,7 +53,9 @@ def trace_table(
         .datasource(TEMPO)
         .with_target(tempo_target(traceql, limit=limit))
         .filterable(True)
-        .override_by_name(TEMPO_SPAN_NAME_FIELD, _properties(links=[links.open_trace(traces_uid, links.CARRIED)]))
+        .override_by_name(
+            TEMPO_SPAN_NAME_FIELD, _properties(links=[links.open_trace(traces_uid, links.CARRIED)])
+        )
     )
 
 
@@ -82,13 +84,15 @@ def summary_table(
     """One row per value of ``key_label`` (the model), one column per instant query; the key cell
     filters the dashboard to its value."""
     queries = [Query(c.expr, instant=True) for c in columns]
-    panel = base_panel(table_builders.Panel(), ids, title, description, PLAIN, NEUTRAL, width, height).datasource(
-        PROMETHEUS
-    )
+    panel = base_panel(
+        table_builders.Panel(), ids, title, description, PLAIN, NEUTRAL, width, height
+    ).datasource(PROMETHEUS)
     for target in prometheus_targets(queries):
         panel = panel.with_target(target)
     refs = [target.build().ref_id for target in prometheus_targets(queries)]
-    renames = {key_label: key_title} | {f"Value #{ref}": c.title for ref, c in zip(refs, columns, strict=True)}
+    renames = {key_label: key_title} | {
+        f"Value #{ref}": c.title for ref, c in zip(refs, columns, strict=True)
+    }
     panel = panel.with_transformation(dashboard_models.DataTransformerConfig(id_val="merge", options={}))
     panel = panel.with_transformation(
         dashboard_models.DataTransformerConfig(
@@ -100,7 +104,9 @@ def summary_table(
             },
         )
     )
-    panel = panel.override_by_name(key_title, _properties(links=[links.filter_model(dashboard_uid, links.CARRIED)]))
+    panel = panel.override_by_name(
+        key_title, _properties(links=[links.filter_model(dashboard_uid, links.CARRIED)])
+    )
     for column in columns:
         properties: dict[str, Any] = {"unit": column.unit}
         if column.decimals is not None:
