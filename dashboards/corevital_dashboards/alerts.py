@@ -206,7 +206,7 @@ def alerts() -> list[Alert]:
             "(exporter, Collector, scrape). Check the process, then its metrics pipeline. For a model with "
             "sparse traffic this alert is noise: silence it for that model.",
             for_="5m",
-            panel="Generations per second by model",
+            panel="generate() calls per second by model",
         ),
     ]
 

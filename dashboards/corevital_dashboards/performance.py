@@ -23,7 +23,7 @@ QUANTILES = (0.5, 0.95, 0.99)
 # CoreVital's overhead as a share of the call: under 5% is the design target, above 20% hurts.
 OVERHEAD_STEPS = ladder(0.05, alerts.OVERHEAD_SHARE)
 ERROR_STEPS = ladder(0.01, 0.05)
-TITLE_CALLS_BY_MODEL = "Generations per second by model"
+TITLE_CALLS_BY_MODEL = "generate() calls per second by model"
 TITLE_OVERHEAD_SHARE = "CoreVital overhead as a share of generate()"
 TITLE_INTERNAL_ERRORS = "CoreVital internal errors by type"
 
