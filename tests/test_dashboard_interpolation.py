@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,10 +35,15 @@ import traceql_strings
 
 # Runs with the other dashboard checks in tox -e dashboards (the test envs skip it).
 pytest.importorskip("grafana_foundation_sdk", reason="tox -e dashboards runs the dashboard checks")
+sys.path.insert(0, str(dq.ROOT / "dashboards"))
+
+from corevital_dashboards import traceql
+from corevital_dashboards.registry import label, sc
+
 pytestmark = pytest.mark.dashboards
 
 LEZER_TRACEQL = ("@grafana/lezer-traceql@1.0.0", "@lezer/lr@1.4.13")
-MODEL_LABEL = "gen_ai_request_model"
+MODEL_LABEL = label(sc.GEN_AI_REQUEST_MODEL)
 JOBS = ("corevital-e2e", "shop/api.v2")  # a job label may be "namespace/service.name" on the OTLP path
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 
@@ -236,7 +242,7 @@ def test_span_to_metrics_links_keep_the_spans_model(tmp_path: Path) -> None:
     expressions = []
     for model in dq.MODEL_NAMES:
         for query in dq.provisioning_queries():
-            text = grafana.tags_macro(query.text, tags, {"gen_ai.request.model": model, "service.name": "x"})
+            text = grafana.tags_macro(query.text, tags, {sc.GEN_AI_REQUEST_MODEL: model, "service.name": "x"})
             assert f'{MODEL_LABEL}="{model}"' in text, text
             expressions.append(text)
     rules = [{"record": f"corevital:link_{i}", "expr": e} for i, e in enumerate(expressions)]
@@ -310,8 +316,8 @@ def test_traceql_as_sent_parses_and_selects_exactly_the_chosen_models(lezer_trac
         for literal in result["strings"]:
             failures += [f"{selection.name} / {query.where}: {p}" for p in traceql_strings.problems(literal)]
         for field, choices, value in (
-            (f"span.{'gen_ai.request.model'}", dq.MODEL_NAMES, selection.models),
-            ("resource.service.name", JOBS, selection.jobs),
+            (traceql.span(sc.GEN_AI_REQUEST_MODEL), dq.MODEL_NAMES, selection.models),
+            (traceql.SERVICE_NAME, JOBS, selection.jobs),
         ):
             literal = re.search(re.escape(field) + r" =~ (`[^`]*`)", text)
             assert literal, (query.where, text)
