@@ -24,18 +24,14 @@ for with timeouts. Nothing asserts on wall-clock durations.
 from __future__ import annotations
 
 import json
-import math
 import os
-import queue
 import shutil
 import subprocess
 import sys
-import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +40,20 @@ import pytest
 import dashboard_queries as dq
 import e2e_app
 import grafana
+from e2e_servers import (
+    Lines,
+    LiveRun,
+    Server,
+    finite,
+    free_port,
+    has_data,
+    http_json,
+    phoenix_executable,
+    same_typed,
+    scraped_after,
+    start,
+    wait_until,
+)
 from opentelemetry.instrumentation.corevital import semconv as sc
 
 pytestmark = [
@@ -54,7 +64,6 @@ pytestmark = [
 ]
 
 ROOT = Path(__file__).resolve().parents[1]
-PHOENIX_REQUIREMENT = "arize-phoenix==20.26.1"
 JOB = "corevital-e2e"
 SERVICE = "corevital-e2e"
 # Attribute names the test compares: the registry's namespaces (taken from its constants).
@@ -63,84 +72,6 @@ TELEMETRY_PREFIXES = (*sorted(NAMESPACES), sc.ERROR_TYPE)
 MODEL_LABEL = sc.GEN_AI_REQUEST_MODEL.replace(".", "_")
 ERROR_TYPE_LABEL = sc.COREVITAL_ERROR_TYPE.replace(".", "_")
 APP_ROUND_TIMEOUT = 900  # seconds for one round of generations on a slow 2-core machine
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until(check: Callable[[], Any], timeout: float, what: str, every: float = 0.5) -> Any:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-            if result:
-                return result
-        except Exception as error:  # a server still starting refuses connections
-            last_error = error
-        time.sleep(every)
-    raise TimeoutError(f"gave up waiting for {what} after {timeout:.0f} s (last error: {last_error!r})")
-
-
-def http_json(url: str, timeout: float = 30) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        return json.load(response)
-
-
-@dataclass
-class Server:
-    """A process this test started: stopped by its pid, its output kept in a log file."""
-
-    name: str
-    process: subprocess.Popen[Any]
-    log: Path
-
-    def stop(self, timeout: float = 30) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=timeout)
-
-    def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
-
-
-def start(
-    name: str, command: list[str], log: Path, env: dict[str, str] | None = None, **kwargs: Any
-) -> Server:
-    handle = log.open("w")
-    process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env, **kwargs)
-    handle.close()
-    return Server(name, process, log)
-
-
-# --- Phoenix ----------------------------------------------------------------------------------------
-
-
-def phoenix_executable() -> Path:
-    """Phoenix's ``phoenix`` command in its own venv (created and installed on first use, ~850 MB)."""
-    venv = Path(os.environ.get("COREVITAL_PHOENIX_VENV", ROOT / ".tox" / "phoenix"))
-    executable = venv / "bin" / "phoenix"
-    marker = venv / "installed.txt"
-    installed = marker.read_text().strip() if marker.exists() else ""
-    if not executable.exists() or installed != PHOENIX_REQUIREMENT:
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True, timeout=300)
-        subprocess.run(
-            [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", PHOENIX_REQUIREMENT],
-            check=True,
-            timeout=1800,
-        )
-        marker.write_text(PHOENIX_REQUIREMENT + "\n")
-    return executable
 
 
 @pytest.fixture(scope="module")
@@ -175,51 +106,6 @@ def phoenix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 # --- the instrumented app and Prometheus ---------------------------------------------------------------
-
-
-@dataclass
-class LiveRun:
-    prometheus: str
-    phoenix: str
-    spans_file: Path
-    started: float  # unix time just before the first generation round
-    rounds: int
-    notes: list[str] = field(default_factory=list)
-
-    def prom(self, path: str, **params: str | list[str]) -> Any:
-        query = urllib.parse.urlencode(params, doseq=True)
-        body = http_json(f"{self.prometheus}/api/v1/{path}?{query}")
-        assert body["status"] == "success", body
-        return body["data"]
-
-
-class Lines:
-    """The lines a process prints, read in a thread so the test can wait with a timeout."""
-
-    def __init__(self, stream: Any) -> None:
-        self.lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
-
-    def _read(self, stream: Any) -> None:
-        for line in stream:
-            self.lines.put(line.rstrip("\n"))
-
-    def wait_for(self, text: str, timeout: float, log: Callable[[], str]) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if self.lines.get(timeout=1) == text:
-                    return
-            except queue.Empty:
-                continue
-        raise TimeoutError(f"the app did not print {text!r} within {timeout} s\n{log()}")
-
-
-def scraped_after(run_prometheus: str, moment: float) -> bool:
-    """Whether Prometheus holds a sample of the app scraped after ``moment`` (unix time)."""
-    query = urllib.parse.urlencode({"query": f'timestamp(up{{job="{JOB}"}})'})
-    result = http_json(f"{run_prometheus}/api/v1/query?{query}")["data"]["result"]
-    return bool(result) and float(result[0]["value"][1]) > moment
 
 
 @pytest.fixture(scope="module")
@@ -295,7 +181,9 @@ def live_run(phoenix: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             lines.wait_for(f"round {number} done", APP_ROUND_TIMEOUT, app_server.tail)
             finished = time.time()
             # Two scrapes after the round: the counters' new values are in Prometheus.
-            wait_until(lambda moment=finished: scraped_after(url, moment + 1), 60, "a scrape after the round")
+            wait_until(
+                lambda moment=finished: scraped_after(url, JOB, moment + 1), 60, "a scrape after the round"
+            )
             if number < rounds:
                 assert app.stdin is not None
                 app.stdin.write("next\n")
@@ -323,12 +211,6 @@ def label_values(run: LiveRun, query: dq.Query, variables: dict[str, grafana.Var
             **{"match[]": [selector], "start": str(run.started - 60), "end": str(now)},
         )
     )
-
-
-def has_data(result: dict[str, Any]) -> bool:
-    samples = result["result"]
-    values = [float(s["value"][1]) for s in samples] if result["resultType"] == "vector" else []
-    return bool(samples) and any(math.isfinite(v) for v in values)
 
 
 APP_MODELS = {e2e_app.SMOLLM2_NAME, e2e_app.NAN_MODEL_NAME, e2e_app.FAILING_MODEL_NAME}
@@ -456,26 +338,8 @@ def phoenix_spans(run: LiveRun) -> dict[str, dict[str, Any]]:
             return spans
 
 
-def same_typed(sent: Any, received: Any) -> bool:
-    """Equal value and equal JSON type, element by element (bool is not int, int is not float)."""
-    if isinstance(sent, list):
-        return (
-            isinstance(received, list)
-            and len(sent) == len(received)
-            and all(same_typed(a, b) for a, b in zip(sent, received, strict=True))
-        )
-    if isinstance(sent, float) and math.isnan(sent):
-        return isinstance(received, float) and math.isnan(received)
-    return type(sent) is type(received) and sent == received
-
-
 def telemetry(attributes: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in attributes.items() if k.startswith(TELEMETRY_PREFIXES)}
-
-
-def finite(value: Any) -> bool:
-    values = value if isinstance(value, list) else [value]
-    return all(math.isfinite(v) for v in values if isinstance(v, float))
 
 
 def test_spans_reach_a_real_trace_server_with_every_attribute_and_its_type(live_run: LiveRun) -> None:
