@@ -9,6 +9,13 @@ test sets the ``OTEL_*`` environment) and makes every kind of generation the das
 - a tiny Llama with NaN injected into a middle layer at one step;
 - a tiny Llama whose forward raises, so a call fails with ``error.type``.
 
+Every model reports a name with ``.``, ``/``, ``-`` and ``:`` in ``gen_ai.request.model`` (set as
+the model's ``name_or_path``, which CoreVital keeps when it is not a local path), so the dashboards'
+filters are proven on such names: SmolLM2 as ``HuggingFaceTB/SmolLM2-135M-Instruct:Q4_1.gguf``
+(what it is: the Q4_1 GGUF of that model), the tiny models as ``corevital-e2e/tiny-llama-3.1:…``.
+The NaN model's spans also meet a span processor that raises when a span ends: CoreVital catches
+that (its own write of the span failed), so ``corevital.internal_errors`` counts one per call.
+
 It does this in rounds: after each round it flushes the spans, prints ``round <n> done`` and waits
 for a line on stdin before the next one (counters must rise between two scrapes for ``rate()`` to
 see them). After the last round it keeps serving metrics until stdin closes. Every span the SDK
@@ -27,16 +34,35 @@ from typing import Any
 
 import torch
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import tiny_models
+from opentelemetry.instrumentation.corevital import semconv as sc
 
 HEALTHY_PROMPTS = ["What is the capital of France?", "What is 2 + 2?"]
 LOOPING_PROMPT = "Describe a cat who loves the sea in detail."  # tests/test_real_model_signals.py
 NAN_STEP, NAN_LAYER = 3, 2
+SMOLLM2_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct:Q4_1.gguf"
+NAN_MODEL_NAME = "corevital-e2e/tiny-llama-3.1:nan"
+FAILING_MODEL_NAME = "corevital-e2e/tiny-llama-3.1:raises"
+
+
+class SpanProcessorFailure(RuntimeError):
+    """What the broken span processor raises (its class name is the internal error's type)."""
+
+
+class BrokenOnEnd(SpanProcessor):
+    """A span processor that raises when a span of one model ends (after the exporters got it)."""
+
+    def __init__(self, model_name: str) -> None:
+        self.model_name = model_name
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if (span.attributes or {}).get(sc.GEN_AI_REQUEST_MODEL) == self.model_name:
+            raise SpanProcessorFailure("span processor failed")
 
 
 def value(item: Any) -> Any:
@@ -81,6 +107,7 @@ def smollm2() -> tuple[Any, Any]:
 
     model, tokenizer = load_smollm2()
     tokenizer.padding_side = "left"
+    model.name_or_path = SMOLLM2_NAME
     return model, tokenizer
 
 
@@ -107,6 +134,7 @@ class Steps:
 def nan_model() -> tuple[Any, Steps]:
     """A tiny Llama whose middle layer outputs NaN at one decoding step."""
     model = tiny_models.llama(num_hidden_layers=6)
+    model.name_or_path = NAN_MODEL_NAME
     steps = Steps()
     model.register_forward_pre_hook(steps.pre_hook)
 
@@ -124,6 +152,7 @@ def nan_model() -> tuple[Any, Steps]:
 def failing_model() -> tuple[Any, Steps]:
     """A tiny Llama whose forward raises at the second decoding step."""
     model = tiny_models.llama()
+    model.name_or_path = FAILING_MODEL_NAME
     steps = Steps()
     model.register_forward_pre_hook(steps.pre_hook)
 
@@ -163,6 +192,7 @@ def main() -> None:
     provider.add_span_processor(
         SimpleSpanProcessor(ConsoleSpanExporter(out=spans_file, formatter=span_record))
     )  # type: ignore[attr-defined]
+    provider.add_span_processor(BrokenOnEnd(NAN_MODEL_NAME))  # type: ignore[attr-defined]
 
     model, tokenizer = smollm2()
     nan, failing = nan_model(), failing_model()

@@ -5,9 +5,14 @@ SmolLM2 on a healthy batch and a looping prompt with ``stop_on=repetition_loop``
 NaN, a tiny Llama that raises) exposes the OpenTelemetry Prometheus exporter and sends its spans over
 OTLP/HTTP. Then:
 
-- a real Prometheus server (Debian's ``prometheus``, 1 s scrape interval, temporary data dir)
-  scrapes it, and **every** PromQL expression of every dashboard, the variable queries and the
-  trace-to-metrics links must return data through Prometheus's HTTP API;
+- a real Prometheus server (Debian's ``prometheus``, 1 s scrape and rule-evaluation interval,
+  temporary data dir, the committed alerting rules loaded) scrapes it, and **every** PromQL
+  expression of every dashboard (panels, annotations), the variable queries and the
+  trace-to-metrics links must return data through Prometheus's HTTP API, each substituted the way
+  Grafana does (``grafana.py``) for the models the app reports, whose names have ``.``, ``/``, ``-``
+  and ``:``; a query for one selected model must return that model's series only;
+- every alerting rule evaluates without error on the app's data, and the NaN/Inf and internal-error
+  alerts fire for the models that produced them (``/api/v1/alerts``; neither has a ``for``);
 - a real OTLP trace server (Arize Phoenix, in its own virtual environment, offline) must hand every
   span back through its REST API with every GenAI and ``corevital.*`` attribute and event attribute
   equal to what the SDK exported, type included (arrays stay arrays, ints ints, floats floats).
@@ -19,24 +24,36 @@ for with timeouts. Nothing asserts on wall-clock durations.
 from __future__ import annotations
 
 import json
-import math
 import os
-import queue
 import shutil
 import subprocess
 import sys
-import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import dashboard_queries as dq
+import e2e_app
+import grafana
+from e2e_servers import (
+    Lines,
+    LiveRun,
+    Server,
+    finite,
+    free_port,
+    has_data,
+    http_json,
+    phoenix_executable,
+    same_typed,
+    scraped_after,
+    start,
+    wait_until,
+)
 from opentelemetry.instrumentation.corevital import semconv as sc
 
 pytestmark = [
@@ -47,92 +64,14 @@ pytestmark = [
 ]
 
 ROOT = Path(__file__).resolve().parents[1]
-PHOENIX_REQUIREMENT = "arize-phoenix==20.26.1"
 JOB = "corevital-e2e"
 SERVICE = "corevital-e2e"
 # Attribute names the test compares: the registry's namespaces (taken from its constants).
 NAMESPACES = {name.split(".", 1)[0] + "." for name in (sc.GEN_AI_REQUEST_MODEL, sc.COREVITAL_RISK_SCORE)}
 TELEMETRY_PREFIXES = (*sorted(NAMESPACES), sc.ERROR_TYPE)
 MODEL_LABEL = sc.GEN_AI_REQUEST_MODEL.replace(".", "_")
+ERROR_TYPE_LABEL = sc.COREVITAL_ERROR_TYPE.replace(".", "_")
 APP_ROUND_TIMEOUT = 900  # seconds for one round of generations on a slow 2-core machine
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until(check: Callable[[], Any], timeout: float, what: str, every: float = 0.5) -> Any:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-            if result:
-                return result
-        except Exception as error:  # a server still starting refuses connections
-            last_error = error
-        time.sleep(every)
-    raise TimeoutError(f"gave up waiting for {what} after {timeout:.0f} s (last error: {last_error!r})")
-
-
-def http_json(url: str, timeout: float = 30) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        return json.load(response)
-
-
-@dataclass
-class Server:
-    """A process this test started: stopped by its pid, its output kept in a log file."""
-
-    name: str
-    process: subprocess.Popen[Any]
-    log: Path
-
-    def stop(self, timeout: float = 30) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=timeout)
-
-    def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
-
-
-def start(
-    name: str, command: list[str], log: Path, env: dict[str, str] | None = None, **kwargs: Any
-) -> Server:
-    handle = log.open("w")
-    process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env, **kwargs)
-    handle.close()
-    return Server(name, process, log)
-
-
-# --- Phoenix ----------------------------------------------------------------------------------------
-
-
-def phoenix_executable() -> Path:
-    """Phoenix's ``phoenix`` command in its own venv (created and installed on first use, ~850 MB)."""
-    venv = Path(os.environ.get("COREVITAL_PHOENIX_VENV", ROOT / ".tox" / "phoenix"))
-    executable = venv / "bin" / "phoenix"
-    marker = venv / "installed.txt"
-    installed = marker.read_text().strip() if marker.exists() else ""
-    if not executable.exists() or installed != PHOENIX_REQUIREMENT:
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True, timeout=300)
-        subprocess.run(
-            [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", PHOENIX_REQUIREMENT],
-            check=True,
-            timeout=1800,
-        )
-        marker.write_text(PHOENIX_REQUIREMENT + "\n")
-    return executable
 
 
 @pytest.fixture(scope="module")
@@ -169,51 +108,6 @@ def phoenix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 # --- the instrumented app and Prometheus ---------------------------------------------------------------
 
 
-@dataclass
-class LiveRun:
-    prometheus: str
-    phoenix: str
-    spans_file: Path
-    started: float  # unix time just before the first generation round
-    rounds: int
-    notes: list[str] = field(default_factory=list)
-
-    def prom(self, path: str, **params: str | list[str]) -> Any:
-        query = urllib.parse.urlencode(params, doseq=True)
-        body = http_json(f"{self.prometheus}/api/v1/{path}?{query}")
-        assert body["status"] == "success", body
-        return body["data"]
-
-
-class Lines:
-    """The lines a process prints, read in a thread so the test can wait with a timeout."""
-
-    def __init__(self, stream: Any) -> None:
-        self.lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
-
-    def _read(self, stream: Any) -> None:
-        for line in stream:
-            self.lines.put(line.rstrip("\n"))
-
-    def wait_for(self, text: str, timeout: float, log: Callable[[], str]) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if self.lines.get(timeout=1) == text:
-                    return
-            except queue.Empty:
-                continue
-        raise TimeoutError(f"the app did not print {text!r} within {timeout} s\n{log()}")
-
-
-def scraped_after(run_prometheus: str, moment: float) -> bool:
-    """Whether Prometheus holds a sample of the app scraped after ``moment`` (unix time)."""
-    query = urllib.parse.urlencode({"query": f'timestamp(up{{job="{JOB}"}})'})
-    result = http_json(f"{run_prometheus}/api/v1/query?{query}")["data"]["result"]
-    return bool(result) and float(result[0]["value"][1]) > moment
-
-
 @pytest.fixture(scope="module")
 def live_run(phoenix: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveRun]:
     prometheus_binary = shutil.which("prometheus")
@@ -222,6 +116,9 @@ def live_run(phoenix: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     workdir = tmp_path_factory.mktemp("live")
     metrics_port, prometheus_port = free_port(), free_port()
     spans_file = workdir / "spans.jsonl"
+    profiles = workdir / "profiles"
+    profiles.mkdir()
+    (profiles / "llama.yaml").write_text("name: llama\nearly_warning: true\n")
     app_env = {
         **os.environ,
         "OTEL_SERVICE_NAME": SERVICE,
@@ -236,6 +133,8 @@ def live_run(phoenix: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         "OTEL_INSTRUMENTATION_COREVITAL_CAPTURE": "attention",
         "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "true",
         "OTEL_INSTRUMENTATION_COREVITAL_STOP_ON": "repetition_loop",
+        # early warnings on (off in the shipped profiles), so the early-warning panel has data
+        "OTEL_INSTRUMENTATION_COREVITAL_PROFILES_DIR": str(profiles),
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
         "OMP_NUM_THREADS": "1",
@@ -256,6 +155,7 @@ def live_run(phoenix: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         json.dumps(
             {
                 "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "rule_files": [str(dq.RULES)],
                 "scrape_configs": [
                     {"job_name": JOB, "static_configs": [{"targets": [f"127.0.0.1:{metrics_port}"]}]}
                 ],
@@ -281,7 +181,9 @@ def live_run(phoenix: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             lines.wait_for(f"round {number} done", APP_ROUND_TIMEOUT, app_server.tail)
             finished = time.time()
             # Two scrapes after the round: the counters' new values are in Prometheus.
-            wait_until(lambda moment=finished: scraped_after(url, moment + 1), 60, "a scrape after the round")
+            wait_until(
+                lambda moment=finished: scraped_after(url, JOB, moment + 1), 60, "a scrape after the round"
+            )
             if number < rounds:
                 assert app.stdin is not None
                 app.stdin.write("next\n")
@@ -297,11 +199,11 @@ def live_run(phoenix: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 # --- metrics: every dashboard query answered -----------------------------------------------------------
 
 
-def label_values(run: LiveRun, query: dq.Query, values: dict[str, str]) -> list[str]:
+def label_values(run: LiveRun, query: dq.Query, variables: dict[str, grafana.Variable]) -> list[str]:
     """What Grafana does for a ``label_values(selector, label)`` variable."""
     match = dq.LABEL_VALUES.match(query.text)
     assert match, query
-    selector = dq.interpolate(match.group("selector"), values)
+    selector = grafana.prometheus(match.group("selector"), variables)
     now = time.time()
     return list(
         run.prom(
@@ -311,46 +213,109 @@ def label_values(run: LiveRun, query: dq.Query, values: dict[str, str]) -> list[
     )
 
 
-def has_data(result: dict[str, Any]) -> bool:
-    samples = result["result"]
-    values = [float(s["value"][1]) for s in samples] if result["resultType"] == "vector" else []
-    return bool(samples) and any(math.isfinite(v) for v in values)
+APP_MODELS = {e2e_app.SMOLLM2_NAME, e2e_app.NAN_MODEL_NAME, e2e_app.FAILING_MODEL_NAME}
+
+
+def resolve_variables(run: LiveRun, dashboard: dict[str, Any], window: str) -> dict[str, grafana.Variable]:
+    """The dashboard's variables as Grafana resolves them, "All" selected: job first, then the
+    models of the selected jobs, each query substituted like the Prometheus data source does."""
+    options: dict[str, list[str]] = {}
+    chosen: dict[str, grafana.Value] = {"job": grafana.ALL_VALUE, "model": grafana.ALL_VALUE}
+    variables = dq.grafana_variables(dashboard, chosen, options)
+    for variable in dq.variables(dashboard):
+        if variable["type"] != "query":
+            continue
+        options[variable["name"]] = sorted(
+            label_values(run, dq.Query(variable["name"], variable["query"], ""), variables)
+        )
+        variables = dq.grafana_variables(dashboard, chosen, options)
+    for name, value in {"__rate_interval": window, "__range": window, "__interval": "15s"}.items():
+        variables[name] = grafana.scoped(name, value)
+    return variables
 
 
 def test_every_dashboard_query_returns_data_from_a_real_prometheus(live_run: LiveRun) -> None:
-    # The variables first, as Grafana resolves them: job, then model for the selected jobs.
     window = f"{int(time.time() - live_run.started) + 10}s"  # both rounds inside every rate window
-    values: dict[str, str] = {"__rate_interval": window, "threshold": "0.5"}
-    variable_queries = dq.variable_queries()
-    for query in variable_queries:
-        name = query.where.rsplit("$", 1)[1]
-        found = label_values(live_run, query, values)
-        assert found, f"variable query returned nothing: {query}"
-        values[name] = dq.regex_value(sorted(found))
-        if name == "job":
-            assert JOB in found
-
-    panel_queries = dq.promql()
-    link_queries = {
-        q.text: q for q in dq.provisioning_queries()
-    }.values()  # the same links on Tempo and Jaeger
-    model_query = next(q for q in variable_queries if q.where.endswith("$model"))
-    model = sorted(label_values(live_run, model_query, values))[0]
-    link_values = {**values, "__tags": f'gen_ai_request_model="{model}"'}
-    empty = []
-    for query, substitutions in [
-        *((q, values) for q in panel_queries),
-        *((q, link_values) for q in link_queries),
-    ]:
-        expr = dq.interpolate(query.text, substitutions)
-        result = live_run.prom("query", query=expr, time=str(time.time()))
-        if not has_data(result):
-            empty.append(f"{query.where}: {expr} -> {result['result']}")
+    checked = set()
+    empty, leaked = [], []
+    answered: dict[str, int] = {}  # one-model selections: how many queries returned data
+    for file_name, dashboard in dq.dashboards().items():
+        variables = resolve_variables(live_run, dashboard, window)
+        assert JOB in variables["job"].options, variables["job"].options
+        models = set(variables["model"].options)
+        assert models == APP_MODELS, models  # the dotted names arrive as they were sent
+        selections: list[grafana.Value] = [grafana.ALL_VALUE, sorted(models), *([m] for m in sorted(models))]
+        queries = [q for q in dq.promql() if q.where.startswith(file_name)]
+        for selected in selections:
+            variables["model"] = dq.grafana_variables(
+                dashboard, {"model": selected}, {"model": sorted(models)}
+            )["model"]
+            for query in queries:
+                expr = grafana.prometheus(query.text, variables)
+                result = live_run.prom("query", query=expr, time=str(time.time()))
+                checked.add(query.where)
+                if isinstance(selected, list) and len(selected) == 1:
+                    # one model selected: whatever comes back is that model's
+                    answered[selected[0]] = answered.get(selected[0], 0) + has_data(result)
+                    leaked += [
+                        f"{query.where}: {s['metric'][MODEL_LABEL]} for {selected[0]}"
+                        for s in result["result"]
+                        if MODEL_LABEL in s["metric"] and s["metric"][MODEL_LABEL] != selected[0]
+                    ]
+                elif not has_data(result):
+                    empty.append(f"{query.where} ({selected}): {expr} -> {result['result']}")
+    # the span-to-metrics links, with $__tags for each model's span
+    links = {q.text: q for q in dq.provisioning_queries()}.values()  # the same links on Tempo and Jaeger
+    for model in sorted(APP_MODELS - {e2e_app.FAILING_MODEL_NAME}):  # a failed call has no risk or flags
+        for query in links:
+            expr = grafana.tags_macro(query.text, dq.trace_tags(), {sc.GEN_AI_REQUEST_MODEL: model})
+            result = live_run.prom("query", query=expr, time=str(time.time()))
+            if not has_data(result):
+                empty.append(f"{query.where} ({model}): {expr} -> {result['result']}")
     assert empty == [], "queries without data:\n" + "\n".join(empty)
-    print(  # the closing note of the issue quotes this count
-        f"\n{len(panel_queries)} dashboard PromQL queries, {len(link_queries)} trace-to-metrics queries and "
-        f"{len(variable_queries)} variable queries answered by Prometheus (window {window})"
+    assert leaked == [], "a one-model selection returned other models:\n" + "\n".join(leaked)
+    assert set(answered) == APP_MODELS and all(answered.values()), answered
+    variable_count = len(dq.variable_queries())
+    print(  # the closing note of the issue quotes these counts
+        f"\n{len(checked)} dashboard PromQL queries (panels and annotations) x {2 + len(APP_MODELS)} model "
+        f"selections, {len(links)} trace-to-metrics queries x {len(APP_MODELS) - 1} models and "
+        f"{variable_count} variable queries answered by Prometheus (window {window}); "
+        f"models: {sorted(APP_MODELS)}"
     )
+
+
+# --- alerting rules: loaded, evaluated, firing ---------------------------------------------------------
+
+
+def test_every_alerting_rule_evaluates_and_the_nan_and_internal_error_alerts_fire(live_run: LiveRun) -> None:
+    committed = {rule["alert"] for rule in dq.rules()}
+
+    def evaluated() -> list[dict[str, Any]] | None:
+        groups = live_run.prom("rules", type="alert")["groups"]
+        rules = [rule for group in groups for rule in group["rules"]]
+        return rules if rules and all(r.get("lastEvaluation", "").startswith("20") for r in rules) else None
+
+    rules = wait_until(evaluated, 60, "Prometheus to evaluate the rules")
+    assert {rule["name"] for rule in rules} == committed
+    for rule in rules:
+        assert rule["health"] == "ok" and not rule.get("lastError"), rule
+    firing = wait_until(
+        lambda: [a for a in live_run.prom("alerts")["alerts"] if a["state"] == "firing"] or None,
+        60,
+        "a firing alert",
+    )
+    by_name: dict[str, set[str]] = {}
+    for alert in firing:
+        by_name.setdefault(alert["labels"]["alertname"], set()).add(alert["labels"][MODEL_LABEL])
+    nan_alert = next(name for name in committed if name.endswith("NaNOrInfGenerations"))
+    errors_alert = next(name for name in committed if name.endswith("InternalErrors"))
+    assert by_name.get(nan_alert) == {e2e_app.NAN_MODEL_NAME}, firing
+    assert by_name.get(errors_alert) == {e2e_app.NAN_MODEL_NAME}, firing
+    error_types = {
+        a["labels"].get(ERROR_TYPE_LABEL) for a in firing if a["labels"]["alertname"] == errors_alert
+    }
+    assert error_types == {e2e_app.SpanProcessorFailure.__qualname__}, firing
+    print(f"\n{len(rules)} alerting rules evaluated without error; firing: {sorted(by_name.items())}")
 
 
 # --- traces: every attribute arrives with its type ---------------------------------------------------------
@@ -373,26 +338,8 @@ def phoenix_spans(run: LiveRun) -> dict[str, dict[str, Any]]:
             return spans
 
 
-def same_typed(sent: Any, received: Any) -> bool:
-    """Equal value and equal JSON type, element by element (bool is not int, int is not float)."""
-    if isinstance(sent, list):
-        return (
-            isinstance(received, list)
-            and len(sent) == len(received)
-            and all(same_typed(a, b) for a, b in zip(sent, received, strict=True))
-        )
-    if isinstance(sent, float) and math.isnan(sent):
-        return isinstance(received, float) and math.isnan(received)
-    return type(sent) is type(received) and sent == received
-
-
 def telemetry(attributes: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in attributes.items() if k.startswith(TELEMETRY_PREFIXES)}
-
-
-def finite(value: Any) -> bool:
-    values = value if isinstance(value, list) else [value]
-    return all(math.isfinite(v) for v in values if isinstance(v, float))
 
 
 def test_spans_reach_a_real_trace_server_with_every_attribute_and_its_type(live_run: LiveRun) -> None:

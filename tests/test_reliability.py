@@ -461,6 +461,37 @@ def test_a_failing_log_pipeline_keeps_span_and_metrics(instrument, telemetry) ->
     assert sc.METRIC_COREVITAL_RISK_SCORE in telemetry.metrics()
 
 
+def _internal_error_points(telemetry) -> list[tuple[dict[str, Any], int]]:  # type: ignore[no-untyped-def]
+    metric = telemetry.metrics().get(sc.METRIC_COREVITAL_INTERNAL_ERRORS)
+    if metric is None:
+        return []
+    return [(dict(point.attributes), point.value) for point in metric.data.data_points]
+
+
+def test_a_healthy_call_counts_no_internal_error(instrument, telemetry) -> None:
+    instrument()
+    tiny_models.llama().generate(**tiny_models.prompt(), max_new_tokens=4, do_sample=False)
+    assert sc.METRIC_COREVITAL_RISK_SCORE in telemetry.metrics()
+    assert _internal_error_points(telemetry) == []
+
+
+def test_a_forced_internal_failure_increments_the_internal_errors_counter(instrument, telemetry) -> None:
+    """The failing log pipeline is one CoreVital failure per call: the counter says so, by model and
+    exception class, once per call, next to the span's corevital.error.type."""
+    provider = LoggerProvider()
+    provider.add_log_record_processor(RaisingLogs())
+    instrument(logger_provider=provider)
+    model = tiny_models.llama()
+    for _ in range(2):
+        model.generate(**tiny_models.prompt(), max_new_tokens=4, do_sample=False)
+    spans = telemetry.spans()
+    assert [s.attributes[sc.COREVITAL_ERROR_TYPE] for s in spans] == ["RuntimeError", "RuntimeError"]
+    model_name = spans[0].attributes[sc.GEN_AI_REQUEST_MODEL]
+    assert _internal_error_points(telemetry) == [
+        ({sc.GEN_AI_REQUEST_MODEL: model_name, sc.COREVITAL_ERROR_TYPE: "RuntimeError"}, 2)
+    ]
+
+
 # -- the keyed prompt hash ---------------------------------------------------------------------------
 def _hash_for(instrument, telemetry, **options: Any) -> str:  # type: ignore[no-untyped-def]
     instrument(**options)

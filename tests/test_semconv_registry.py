@@ -277,6 +277,7 @@ HAND_WRITTEN_CONSTANTS: dict[str, Any] = {
         0.85,
         0.9,
         0.95,
+        1.0,
     ),
     "METRIC_COREVITAL_HEALTH_FLAGS": "corevital.health_flags",
     "METRIC_COREVITAL_COMPOUND_SIGNALS": "corevital.compound_signals",

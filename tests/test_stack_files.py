@@ -96,6 +96,32 @@ def test_images_are_pinned(services: dict[str, Any]) -> None:
         if "image" in service:
             image, _, tag = service["image"].rpartition(":")
             assert image and tag and tag != "latest", (name, service["image"])
+            assert re.match(r"v?\d+\.\d+\.\d+", tag), (name, service["image"])  # a release, not a series
+
+
+def test_the_app_image_pins_python_and_every_package() -> None:
+    dockerfile = (STACK / "app.Dockerfile").read_text()
+    base = re.search(r"^FROM (\S+)", dockerfile, re.M)
+    assert base and re.match(r"python:\d+\.\d+\.\d+-", base.group(1)), base
+    lines = dockerfile.replace("\\\n", " ")  # join continued lines
+    installs = " ".join(re.findall(r"pip install ([^\n]*)", lines))
+    requirements = re.findall(r'"([A-Za-z0-9_.-]+[^"]*)"', installs)
+    assert len(requirements) >= 7 and all("==" in r for r in requirements), requirements
+
+
+def test_jaeger_listens_beyond_localhost(services: dict[str, Any]) -> None:
+    """Jaeger >= 2.8 binds its OTLP receivers to localhost unless JAEGER_LISTEN_HOST says otherwise;
+    the Collector reaches it over the compose network."""
+    assert services["jaeger"]["environment"]["JAEGER_LISTEN_HOST"] == "0.0.0.0"
+
+
+def test_prometheus_loads_the_alerting_rules(services: dict[str, Any]) -> None:
+    mounts = volumes(services["prometheus"])
+    config = load(mounts["/etc/prometheus/prometheus.yaml"])
+    (pattern,) = config["rule_files"]
+    directory, _, glob = pattern.rpartition("/")
+    assert mounts[directory] == ROOT / "dashboards" / "rules"
+    assert sorted(p.name for p in (ROOT / "dashboards" / "rules").glob(glob)) == ["corevital-alerts.yaml"]
 
 
 def test_every_mounted_and_built_file_exists(services: dict[str, Any]) -> None:

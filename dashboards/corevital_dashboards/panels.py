@@ -18,7 +18,6 @@ from grafana_foundation_sdk.builders import dashboard as dashboard_builders
 from grafana_foundation_sdk.builders import heatmap as heatmap_builders
 from grafana_foundation_sdk.builders import prometheus as prometheus_builders
 from grafana_foundation_sdk.builders import stat as stat_builders
-from grafana_foundation_sdk.builders import table as table_builders
 from grafana_foundation_sdk.builders import tempo as tempo_builders
 from grafana_foundation_sdk.builders import timeseries as timeseries_builders
 from grafana_foundation_sdk.models import common
@@ -34,11 +33,23 @@ GRID_COLUMNS = 24
 
 # Grafana units (https://grafana.com/docs/grafana/latest/panels-visualizations/configure-standard-options/)
 SECONDS = "s"
-PER_SECOND = "reqps"
 SHARE = "percentunit"
 PLAIN = "none"
 TOKENS_PER_SECOND = "suffix: tokens/s"
+CALLS_PER_SECOND = "suffix: calls/s"
+SEQUENCES_PER_SECOND = "suffix: sequences/s"
+ERRORS_PER_SECOND = "suffix: errors/s"
+STEPS_PER_SECOND = "suffix: steps/s"
+PER_SEQUENCE = "suffix: per sequence"
 BITS = "suffix: bit"
+
+# Said on every panel that shows exemplars (the Collector's tail sampling drops most healthy traces
+# after the metrics recorded their exemplars).
+EXEMPLAR_NOTE = (
+    " Exemplar dots (OTLP path) open their trace in Tempo. Behind the bundled Collector only risky, "
+    "failed and erroring generations and 10 % of the rest keep their trace, so a dot of a healthy "
+    'generation often opens "trace not found".'
+)
 
 Panel = TypeVar("Panel", bound=Any)
 
@@ -89,7 +100,7 @@ def _no_traffic() -> list[dashboard_models.ValueMapping]:
     ]
 
 
-def _common(
+def base_panel(
     panel: Panel,
     ids: PanelIds,
     title: str,
@@ -116,14 +127,16 @@ def _common(
 
 @dataclass(frozen=True)
 class Query:
-    """One PromQL target: the expression, its legend and whether exemplars are worth asking for."""
+    """One PromQL target: the expression, its legend, whether exemplars are worth asking for, and
+    whether it is an instant query returning a table (a summary table's column)."""
 
     expr: str
     legend: str = ""
     exemplar: bool = False
+    instant: bool = False
 
 
-def _prometheus_targets(
+def prometheus_targets(
     queries: Sequence[Query], *, heatmap: bool = False
 ) -> list[prometheus_builders.Dataquery]:
     targets = []
@@ -135,8 +148,11 @@ def _prometheus_targets(
             .expr(query.expr)
             .legend_format(query.legend or "__auto")
             .editor_mode(prometheus_models.QueryEditorMode.CODE)
-            .range()
         )
+        if query.instant:
+            target = target.instant().format(prometheus_models.PromQueryFormat.TABLE)
+        else:
+            target = target.range()
         if query.exemplar:
             # The Prometheus exporter path has no exemplars; OTLP into Prometheus with exemplar
             # storage has them, and Grafana then links each one to its trace in Tempo.
@@ -170,12 +186,14 @@ def timeseries(
     ``no_value`` is what an empty result means: "no traffic" unless the series only exist once
     something happened (a flag raised, a call failed).
     """
+    if any(q.exemplar for q in queries):
+        description += EXEMPLAR_NOTE
     panel = (
-        _common(timeseries_builders.Panel(), ids, title, description, unit, steps, width, height)
+        base_panel(timeseries_builders.Panel(), ids, title, description, unit, steps, width, height)
         .datasource(PROMETHEUS)
         .no_value(no_value)
     )
-    for target in _prometheus_targets(queries):
+    for target in prometheus_targets(queries):
         panel = panel.with_target(target)
     if min_value is not None:
         panel = panel.min(min_value)
@@ -216,9 +234,9 @@ def stat(
 ) -> stat_builders.Panel:
     """One number (the last value of an instant-style PromQL query) coloured by its thresholds."""
     panel = (
-        _common(stat_builders.Panel(), ids, title, description, unit, steps, width, height)
+        base_panel(stat_builders.Panel(), ids, title, description, unit, steps, width, height)
         .datasource(PROMETHEUS)
-        .with_target(_prometheus_targets([query])[0])
+        .with_target(prometheus_targets([query])[0])
         .color_mode(common.BigValueColorMode.VALUE)
         .graph_mode(common.BigValueGraphMode.AREA)
         .reduce_options(common_builders.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
@@ -233,15 +251,19 @@ def heatmap(
     query: Query,
     *,
     unit: str,
+    cell_unit: str,
     steps: Sequence[Step] = NEUTRAL,
     width: int = 12,
     height: int = 8,
 ) -> heatmap_builders.Panel:
-    """A heatmap of a histogram's bucket rates (``format: heatmap``: Grafana de-accumulates ``le``)."""
+    """A heatmap of a histogram's bucket rates (``format: heatmap``: Grafana de-accumulates ``le``);
+    ``cell_unit`` is what one cell counts per second."""
+    if query.exemplar:
+        description += EXEMPLAR_NOTE
     return (
-        _common(heatmap_builders.Panel(), ids, title, description, PER_SECOND, steps, width, height)
+        base_panel(heatmap_builders.Panel(), ids, title, description, cell_unit, steps, width, height)
         .datasource(PROMETHEUS)
-        .with_target(_prometheus_targets([query], heatmap=True)[0])
+        .with_target(prometheus_targets([query], heatmap=True)[0])
         .calculate(False)
         .y_axis(heatmap_builders.YAxisConfig().unit(unit).min(0))
         .rows_frame(heatmap_builders.RowsHeatmapOptions().layout(common.HeatmapCellLayout.LE))
@@ -257,7 +279,7 @@ def heatmap(
     )
 
 
-def _tempo_target(query: str, *, limit: int, metrics: bool = False) -> tempo_builders.Dataquery:
+def tempo_target(query: str, *, limit: int, metrics: bool = False) -> tempo_builders.Dataquery:
     target = (
         tempo_builders.Dataquery()
         .ref_id("A")
@@ -269,26 +291,6 @@ def _tempo_target(query: str, *, limit: int, metrics: bool = False) -> tempo_bui
     if metrics:
         return target.metrics_query_type(tempo_models.MetricsQueryType.RANGE)
     return target.table_type(tempo_models.SearchTableType.SPANS).spss(1)
-
-
-def trace_table(
-    ids: PanelIds,
-    title: str,
-    description: str,
-    traceql: str,
-    *,
-    width: int = 24,
-    height: int = 8,
-    limit: int = 20,
-    steps: Sequence[Step] = NEUTRAL,
-) -> table_builders.Panel:
-    """A table of the generation spans a TraceQL search finds; each Span ID opens the trace view."""
-    return (
-        _common(table_builders.Panel(), ids, title, description, PLAIN, steps, width, height)
-        .datasource(TEMPO)
-        .with_target(_tempo_target(traceql, limit=limit))
-        .filterable(True)
-    )
 
 
 def traceql_metrics(
@@ -304,9 +306,9 @@ def traceql_metrics(
 ) -> timeseries_builders.Panel:
     """A time series computed by Tempo from spans (a TraceQL metrics query)."""
     return (
-        _common(timeseries_builders.Panel(), ids, title, description, unit, steps, width, height)
+        base_panel(timeseries_builders.Panel(), ids, title, description, unit, steps, width, height)
         .datasource(TEMPO)
-        .with_target(_tempo_target(traceql, limit=20, metrics=True))
+        .with_target(tempo_target(traceql, limit=20, metrics=True))
         .min(0)
     )
 
@@ -314,7 +316,7 @@ def traceql_metrics(
 def trace_view(ids: PanelIds, title: str, description: str, trace_id: str) -> dashboard_builders.Panel:
     """Grafana's trace view of one trace (by id, from a dashboard variable)."""
     return (
-        _common(
+        base_panel(
             dashboard_builders.Panel().type("traces"),
             ids,
             title,

@@ -2,6 +2,11 @@
 
 Prometheus links exemplars to Tempo traces, Tempo and Jaeger link spans back to the model's metrics.
 The uids here are only for these links: the dashboards pick datasources through variables.
+
+Grafana expands environment variables in every string of a provisioning file (``$VAR``, ``${VAR}``)
+and keeps only ``$$`` as a literal ``$``: :func:`for_provisioning` writes every ``$`` the document
+means (``$__tags``) as ``$$``, or Grafana would replace ``$__tags`` with an (empty) environment
+variable and the span-to-metrics queries would lose their filter.
 """
 
 from __future__ import annotations
@@ -22,6 +27,12 @@ EXEMPLAR_TRACE_ID_LABEL = "trace_id"
 # Window of the span-to-metrics queries; Grafana replaces $__tags with the span's mapped tags,
 # e.g. gen_ai_request_model="…".
 TRACE_WINDOW = "5m"
+# The Prometheus data source's "scrape interval": the OpenTelemetry SDK exports metrics every 60 s
+# by default (OTEL_METRIC_EXPORT_INTERVAL), so $__rate_interval must hold several exports (Grafana
+# makes it at least 4 x this); with the default 15 s a 60 s window holds one sample and rate() has
+# nothing to work with. Set it to your export or scrape interval.
+SCRAPE_INTERVAL = "60s"
+EXEMPLAR_LINK_LABEL = "View trace in Tempo"
 
 
 def _trace_to_metrics() -> dict[str, Any]:
@@ -55,8 +66,20 @@ def _trace_to_metrics() -> dict[str, Any]:
     }
 
 
+def for_provisioning(node: Any) -> Any:
+    """``node`` with every ``$`` of every string written ``$$`` (Grafana's escape in provisioning files)."""
+    if isinstance(node, str):
+        return node.replace("$", "$$")
+    if isinstance(node, dict):
+        return {key: for_provisioning(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [for_provisioning(value) for value in node]
+    return node
+
+
 def datasources() -> dict[str, Any]:
-    """The ``datasources.yaml`` document Grafana reads at start-up."""
+    """The data sources as Grafana should end up with them (``$__tags`` meant literally); the file
+    holds ``for_provisioning(datasources())``."""
     return {
         "apiVersion": 1,
         "datasources": [
@@ -71,8 +94,13 @@ def datasources() -> dict[str, Any]:
                 "jsonData": {
                     "httpMethod": "POST",
                     "prometheusType": "Prometheus",
+                    "timeInterval": SCRAPE_INTERVAL,
                     "exemplarTraceIdDestinations": [
-                        {"name": EXEMPLAR_TRACE_ID_LABEL, "datasourceUid": TEMPO_UID},
+                        {
+                            "name": EXEMPLAR_TRACE_ID_LABEL,
+                            "datasourceUid": TEMPO_UID,
+                            "urlDisplayLabel": EXEMPLAR_LINK_LABEL,
+                        },
                     ],
                 },
             },

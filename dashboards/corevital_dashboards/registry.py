@@ -168,9 +168,22 @@ class Metric:
         return label(attribute)
 
     def bucket_bound(self, value: float) -> str:
-        """The ``le`` label value of one of this histogram's bucket boundaries, as exporters write it."""
+        """The ``le`` label value of one of this histogram's bucket boundaries, as exporters write it.
+
+        Only a fractional bound has one spelling: a whole-number bound is ``1.0`` from the Python
+        Prometheus exporter (and Prometheus 3 scrapes) but ``1`` from Prometheus's OTLP receiver, so an
+        exact ``le`` matcher on it would match on one path only; it is refused.
+
+        >>> metric(sc.METRIC_COREVITAL_RISK_SCORE).bucket_bound(0.5)
+        '0.5'
+        """
         if not self.buckets or value not in self.buckets:
             raise RegistryMismatch(f"{value} is not a bucket boundary of {self.name}: {self.buckets}")
+        if float(value).is_integer():
+            raise RegistryMismatch(
+                f"{value} is a whole-number bound of {self.name}: exporters write it as 1 or 1.0; "
+                "match a fractional bound"
+            )
         return repr(float(value))
 
 

@@ -14,10 +14,12 @@ from . import promql
 from .panels import PROMETHEUS
 from .registry import metric, sc
 
-# "All" selects everything without listing it (also what the live test fills in for `All`).
+# "All" selects everything without listing it: Grafana inserts this custom all value unformatted.
 ALL = ".*"
-RISK_THRESHOLDS = ("0.3", "0.5", "0.7", "0.9")
-DEFAULT_RISK_THRESHOLD = "0.5"
+# Risk thresholds are bucket boundaries of the risk-score histogram, so the PromQL panels can read
+# the share above one from its bucket (le="$threshold") and Tempo can compare spans with it.
+RISK_THRESHOLDS = (0.3, 0.5, 0.7, 0.9)
+DEFAULT_RISK_THRESHOLD = 0.5
 
 
 def prometheus() -> dashboard_builders.DatasourceVariable:
@@ -66,16 +68,20 @@ def model() -> dashboard_builders.QueryVariable:
 
 
 def risk_threshold() -> dashboard_builders.CustomVariable:
+    """The risk threshold: a bucket boundary of ``corevital.risk.score`` (``le`` in PromQL, a number
+    in TraceQL)."""
+    risk = metric(sc.METRIC_COREVITAL_RISK_SCORE)
+    values = [risk.bucket_bound(t) for t in RISK_THRESHOLDS]
+    default = risk.bucket_bound(DEFAULT_RISK_THRESHOLD)
     return (
         dashboard_builders.CustomVariable("threshold")
         .label("Risk threshold")
-        .description("A generation is risky when its corevital risk score is at least this.")
-        .values(",".join(RISK_THRESHOLDS))
-        .current(
-            dashboard_models.VariableOption(
-                selected=True, text=DEFAULT_RISK_THRESHOLD, value=DEFAULT_RISK_THRESHOLD
-            )
+        .description(
+            "A generation is risky above this risk score (the metrics read the histogram bucket of this "
+            "bound; the Tempo tables keep scores at least this)."
         )
+        .values(",".join(values))
+        .current(dashboard_models.VariableOption(selected=True, text=default, value=default))
     )
 
 
@@ -83,7 +89,7 @@ def trace_id() -> dashboard_builders.TextBoxVariable:
     return (
         dashboard_builders.TextBoxVariable("trace_id")
         .label("Trace ID")
-        .description("Paste a trace ID from a table above to show the whole trace.")
+        .description("Filled by a click on a generation in a table (or paste a trace ID): the trace below.")
         .default_value("")
     )
 

@@ -657,6 +657,7 @@ BUCKETS_COREVITAL_RISK_SCORE: Final = (
     0.85,
     0.9,
     0.95,
+    1.0,
 )
 
 METRIC_COREVITAL_HEALTH_FLAGS: Final = "corevital.health_flags"
@@ -690,3 +691,6 @@ BUCKETS_COREVITAL_OVERHEAD_DURATION: Final = (
     2.5,
     5.0,
 )
+
+METRIC_COREVITAL_INTERNAL_ERRORS: Final = "corevital.internal_errors"
+"""counter, {error}: Failures inside CoreVital's own code, by exception type."""

@@ -93,6 +93,10 @@ class Instruments:
             sc.METRIC_COREVITAL_INTERVENTIONS, unit="{intervention}",
             description="Sequences CoreVital stopped (stop_on), by signal",
         )  # fmt: skip
+        self.internal_errors = meter.create_counter(
+            sc.METRIC_COREVITAL_INTERNAL_ERRORS, unit="{error}",
+            description="Failures inside CoreVital's own code, by exception type",
+        )  # fmt: skip
 
     def record_call(
         self,
@@ -165,6 +169,17 @@ class Instruments:
                     sc.GEN_AI_REQUEST_MODEL: request.model_name,
                     sc.COREVITAL_INTERVENTION_SIGNAL: intervention.signal,
                 },
+                context=context,
+            )
+
+    def record_internal_errors(
+        self, request: GenerationRequest, error_types: Sequence[str], context: Context | None
+    ) -> None:
+        """One per failure CoreVital caught during the call, by exception class name."""
+        for error_type in error_types:
+            self.internal_errors.add(
+                1,
+                {sc.GEN_AI_REQUEST_MODEL: request.model_name, sc.COREVITAL_ERROR_TYPE: error_type},
                 context=context,
             )
 

@@ -3,7 +3,8 @@
 The wrapper hands over one :class:`CallRecord` per finished ``generate()`` call; :meth:`Writer.finish`
 writes it to every sink, each guarded on its own so that one failing sink (a raising exporter, an
 exemplar filter, a span processor) costs only itself: span attributes first and always, then events,
-then metrics, then log events, then the error type and the end of the span. Nothing here raises into
+then metrics, then log events, then the error type and the end of the span, and last the count of
+CoreVital's own failures during the call (``corevital.internal_errors``). Nothing here raises into
 the user's call.
 """
 
@@ -138,6 +139,11 @@ class Writer:
             _guarded(on_error, "recording the error type", span.set_attribute, sc.COREVITAL_ERROR_TYPE,
                      record.internal_errors[0])  # fmt: skip
         _guarded(on_error, "ending the span", span.end)
+        # Last, so that the failures of the sinks above are counted too (all but this one's own).
+        errors = tuple(record.internal_errors)
+        if errors:
+            _guarded(on_error, "counting internal errors", self._instruments.record_internal_errors,
+                     record.request, errors, context)  # fmt: skip
 
     def _span_attributes(self, span: trace.Span, record: CallRecord, on_error: OnError) -> None:
         request, health = record.request, record.health
