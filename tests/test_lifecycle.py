@@ -19,7 +19,7 @@ from transformers.generation.utils import GenerationMixin
 import tiny_models
 from opentelemetry.instrumentation.corevital import CoreVitalInstrumentor
 from opentelemetry.instrumentation.corevital import semconv as sc
-from opentelemetry.instrumentation.corevital.capture import session as session_module
+from opentelemetry.instrumentation.corevital.capture import steps as steps_module
 from outputs import assert_identical
 
 
@@ -89,8 +89,8 @@ def test_unsampled_span_pays_for_no_capture(telemetry, monkeypatch) -> None:
     provider = TracerProvider(sampler=ALWAYS_OFF)
     provider.add_span_processor(SimpleSpanProcessor(telemetry.exporter))
     calls: list[int] = []
-    real = session_module.summarize_logits
-    monkeypatch.setattr(session_module, "summarize_logits", lambda x: calls.append(1) or real(x))
+    real = steps_module.summarize_logits
+    monkeypatch.setattr(steps_module, "summarize_logits", lambda x: calls.append(1) or real(x))
     model = tiny_models.llama()
     seen_flags: list[object] = []
     model.model.register_forward_pre_hook(
@@ -118,7 +118,7 @@ def test_internal_failure_is_recorded_not_raised(instrument, telemetry, monkeypa
     def broken(logits: torch.Tensor) -> torch.Tensor:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(session_module, "summarize_logits", broken)
+    monkeypatch.setattr(steps_module, "summarize_logits", broken)
     instrument()
     with caplog.at_level(logging.WARNING):
         first = model.generate(**inputs, max_new_tokens=5, do_sample=False)

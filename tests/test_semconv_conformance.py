@@ -26,7 +26,7 @@ from transformers import GenerationConfig, LlamaForCausalLM
 
 import tiny_models
 from opentelemetry.instrumentation.corevital import semconv as sc
-from opentelemetry.instrumentation.corevital.capture import session as session_module
+from opentelemetry.instrumentation.corevital.capture import steps as steps_module
 from opentelemetry.instrumentation.corevital.signals.calibration import ProfileBuilder
 from test_fault_injection import StepCounter, layer_output_hook, one_hot_attention
 from tiny_tokenizer import tiny_tokenizer
@@ -191,12 +191,12 @@ def emitted(tmp_path_factory: pytest.TempPathFactory) -> Emitted:
         with pytest.raises(ValueError):
             failing.generate(**tiny_models.prompt(), max_new_tokens=3)
         # CoreVital itself fails
-        real = session_module.summarize_logits
-        session_module.summarize_logits = lambda logits: (_ for _ in ()).throw(RuntimeError("internal"))
+        real = steps_module.summarize_logits
+        steps_module.summarize_logits = lambda logits: (_ for _ in ()).throw(RuntimeError("internal"))
         try:
             tiny_models.llama().generate(**tiny_models.prompt(), max_new_tokens=3, do_sample=False)
         finally:
-            session_module.summarize_logits = real
+            steps_module.summarize_logits = real
     finally:
         if instrumentor.is_instrumented_by_opentelemetry:
             instrumentor.uninstrument()

@@ -121,6 +121,7 @@ class CoreVitalInstrumentor(BaseInstrumentor):
         # environment without them (``opentelemetry-instrument`` checks dependencies after) is safe.
         from ._wrap import GenerateWrapper
         from .capture import HookRegistry
+        from .lifecycle import CallLifecycle
         from .profiles import load_calibration
         from .reports import ReportDelivery
         from .telemetry import Instruments, Writer
@@ -146,30 +147,27 @@ class CoreVitalInstrumentor(BaseInstrumentor):
             content_in_event=settings.capture_content.in_event,
         )
         calibration = load_calibration(settings.calibration_profile) if settings.calibration_profile else None
-        wrapper = GenerateWrapper(
-            writer,
-            settings,
-            self._hooks,
-            ReportDelivery(kwargs.get("on_report")),
-            calibration=calibration,
+        lifecycle = CallLifecycle(
+            writer, settings, self._hooks, ReportDelivery(kwargs.get("on_report")), calibration=calibration
         )
+        wrapper = GenerateWrapper(lifecycle)
         wrap_function_wrapper(_GENERATE_MODULE, _GENERATE_NAME, wrapper)
         self._wrap_attention_lookup()
-        self._wrap_integrations(wrapper, settings)
+        self._wrap_integrations(lifecycle, settings)
         if settings.capture_content.enabled:
             wrap_function_wrapper(_PIPELINE_MODULE, _PIPELINE_NAME, _pipeline_forward)
             self._pipeline_wrapped = True
 
-    def _wrap_integrations(self, wrapper: Any, settings: Settings) -> None:
+    def _wrap_integrations(self, lifecycle: Any, settings: Settings) -> None:
         """Continuous batching and ``transformers serve``, wrapped when (and if) their modules are
         imported: neither is imported here, as importing the server pulls in its web stack."""
         from .batching.wrap import BatchingWrappers
         from .integrations import Seams
         from .serving.wrap import ServingWrappers
 
-        batching = BatchingWrappers(wrapper, self._hooks, settings.capture)
-        serving = ServingWrappers(wrapper.log_once)
-        seams = Seams(wrapper.log_once)
+        batching = BatchingWrappers(lifecycle, settings.capture)
+        serving = ServingWrappers(lifecycle.log_once)
+        seams = Seams(lifecycle.log_once)
         seams.add(_BATCHING_MODULE, [(name, getattr(batching, method)) for name, method in _BATCHING_SEAMS])
         if settings.stop_on:  # only then: it runs for every request at every step
             seams.add(

@@ -76,6 +76,17 @@ class GenerationOutcome:
     def output_tokens(self) -> int:
         return sum(self.output_lengths)
 
+    def stopped(self, interventions: Mapping[int, Any]) -> GenerationOutcome:
+        """This outcome with the sequences CoreVital stopped (by returned sequence: an object with
+        the ``step`` of the last token kept) ending there, finish reason ``corevital.stopped``; the
+        padding after it is not output."""
+        lengths, reasons = list(self.output_lengths), list(self.finish_reasons)
+        for index, intervention in interventions.items():
+            if index < len(lengths):
+                lengths[index] = min(lengths[index], int(intervention.step) + 1)
+                reasons[index] = semconv.FINISH_REASON_COREVITAL_STOPPED
+        return GenerationOutcome(lengths, reasons, self.sequences)
+
     @property
     def longest_output(self) -> int:
         return max(self.output_lengths, default=0)

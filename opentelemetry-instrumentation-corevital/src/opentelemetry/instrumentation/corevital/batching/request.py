@@ -70,17 +70,13 @@ def batched_request(manager: Any, input_ids: Sequence[int], settings: Mapping[st
     )
 
 
-def batched_outcome(
-    request: GenerationRequest, generated: Sequence[int], stopped: bool = False
-) -> GenerationOutcome:
+def batched_outcome(request: GenerationRequest, generated: Sequence[int]) -> GenerationOutcome:
     """Token count and finish reason of a finished request from its generated token ids: ``stop`` at
-    an end of sequence token, ``length`` at ``max_new_tokens``, ``corevital.stopped`` when CoreVital
-    stopped it (``stopped``)."""
+    an end of sequence token, ``length`` at ``max_new_tokens`` (a request CoreVital stopped is
+    marked by the lifecycle, from the session's interventions, as for ``generate()``)."""
     tokens = [int(t) for t in generated]
     limit = request.max_new_tokens
-    if stopped:
-        reason = sc.FINISH_REASON_COREVITAL_STOPPED
-    elif tokens and tokens[-1] in request.eos_token_ids:
+    if tokens and tokens[-1] in request.eos_token_ids:
         reason = sc.FINISH_REASON_STOP
     elif limit is not None and len(tokens) >= limit:
         reason = sc.FINISH_REASON_LENGTH

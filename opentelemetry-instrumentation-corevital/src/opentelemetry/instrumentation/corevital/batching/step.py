@@ -20,8 +20,7 @@ from typing import Any
 
 import torch
 
-from ..capture.layout import StepLayout
-from ..capture.session import CaptureError, drop_outputs
+from ..capture import CaptureError, StepLayout, drop_outputs
 from ..summaries import chosen_probability, summarize_hidden, summarize_logits
 
 

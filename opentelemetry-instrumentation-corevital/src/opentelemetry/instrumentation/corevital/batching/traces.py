@@ -18,7 +18,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._wrap import Call
+from ..lifecycle import Call
 from .step import BatchStep
 
 
@@ -29,7 +29,6 @@ class RequestTrace:
     request_id: str
     call: Call
     cancelled: bool = False
-    stopped: bool = False  # CoreVital stopped it (stop_on)
 
 
 @dataclass

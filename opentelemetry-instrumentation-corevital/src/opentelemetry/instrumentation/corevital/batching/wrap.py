@@ -6,11 +6,11 @@ of ``transformers.generation.continuous_batching.continuous_api`` give one span 
 admission to completion, with the same read-out as ``generate()``:
 
 - ``ContinuousBatchingManager.add_request`` (the submitter's thread): open the request's call (span
-  in the current context, capture session) — ``GenerateWrapper.open_call``;
+  in the current context, capture session) — ``CallLifecycle.open_call``;
 - ``ContinuousBatchProcessor._generation_step`` (generation thread): one packed forward, observed by
   a :class:`~.step.BatchStep` for the traced requests in it;
 - ``ContinuousBatchProcessor.update_batch``: the step's tokens are known: hand each request its row,
-  and close the requests that finished — ``GenerateWrapper.close_call`` (read-out, telemetry);
+  and close the requests that finished — ``CallLifecycle.close_call`` (read-out, telemetry);
 - ``OutputRouter.fail_and_deliver``: a request failed: close it with the error;
 - ``ContinuousBatchingManager.cancel_request``: close it as cancelled.
 
@@ -28,17 +28,17 @@ from typing import Any
 
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
-from .._wrap import GenerateWrapper
-from ..capture import HookRegistry, active_session
+from ..capture import active_session
 from ..config import CaptureLevel
+from ..lifecycle import CallLifecycle
 from .request import batched_outcome, batched_request
 from .step import BatchRow, BatchStep
 from .traces import RequestTrace, TraceTable, table_for
 
 #: Why attention is not read out under continuous batching (on the span when it was asked for).
 ATTENTION_UNAVAILABLE = (
-    "continuous batching runs paged attention kernels over packed sequences, "
-    "which return no attention weights"
+    "continuous batching packs many requests into one paged attention call; CoreVital does not "
+    "yet read one request's attention rows out of it"
 )
 
 
@@ -51,14 +51,13 @@ class RequestNotAdmitted(RuntimeError):
 
 
 class BatchingWrappers:
-    """The ``wrapt`` wrappers of the continuous-batching seams, sharing the ``generate()`` wrapper's
-    call lifecycle, capture and writer."""
+    """The ``wrapt`` wrappers of the continuous-batching seams, living through the same call
+    lifecycle as ``generate()``."""
 
-    def __init__(self, generate: GenerateWrapper, hooks: HookRegistry, capture: CaptureLevel) -> None:
-        self._generate = generate
-        self._hooks = hooks
+    def __init__(self, lifecycle: CallLifecycle, capture: CaptureLevel) -> None:
+        self._lifecycle = lifecycle
         self._capture = capture
-        self._log_once = generate.log_once
+        self._log_once = lifecycle.log_once
         # stop_on: the request states in a step whose tokens are not yet accepted, by id (a
         # RequestState is a dataclass, so neither hashable nor weak-referenceable)
         self._live: dict[int, tuple[BatchStep, int]] = {}
@@ -105,7 +104,7 @@ class BatchingWrappers:
         assert table is not None
         settings = {key: value for key, value in call_kwargs.items() if key != "input_ids"}
         unavailable = {CaptureLevel.ATTENTION.value: ATTENTION_UNAVAILABLE}
-        call = self._generate.open_call(
+        call = self._lifecycle.open_call(
             manager.model,
             time.perf_counter(),
             lambda guard: guard(
@@ -155,7 +154,7 @@ class BatchingWrappers:
         sessions = [row.trace.call.session for row in rows if row.trace.call.session is not None]
         levels = [s.level for s in sessions if s.level is not None and s.error is None]
         if levels:
-            self._hooks.ensure(model)
+            self._lifecycle.hooks.ensure(model)
         hidden = any(level.captures_hidden for level in levels)
         step = BatchStep(model, rows, hidden=hidden, summarise=bool(levels))
         for index, row in enumerate(rows):
@@ -201,7 +200,6 @@ class BatchingWrappers:
             session = trace.call.session
             if session is not None and session.batched_stop():
                 instance.status = type(instance.status).FINISHED
-                trace.stopped = True
                 return True
         except Exception as exc:
             self._log_once("checking a continuous-batching request for stop_on", exc)
@@ -273,9 +271,7 @@ class BatchingWrappers:
         call = trace.call
         ended = time.perf_counter()
         if exception is not None:
-            self._generate.close_call(call, ended, exception=exception)
+            self._lifecycle.close_call(call, ended, exception=exception)
             return
-        outcome = call.guard(
-            "reading the result", batched_outcome, call.request, generated or [], trace.stopped
-        )
-        self._generate.close_call(call, ended, outcome=outcome)
+        outcome = call.guard("reading the result", batched_outcome, call.request, generated or [])
+        self._lifecycle.close_call(call, ended, outcome=outcome)

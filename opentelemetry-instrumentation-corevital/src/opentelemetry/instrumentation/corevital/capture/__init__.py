@@ -7,6 +7,19 @@ transformers computes it, through its attention interface (:mod:`.attention`).
 """
 
 from .hooks import HookRegistry, active_session
+from .layout import StepLayout
+from .outputs import drop_outputs
+from .recording import Recording, Steps
 from .session import CaptureSession
+from .steps import CaptureError
 
-__all__ = ["CaptureSession", "HookRegistry", "active_session"]
+__all__ = [
+    "CaptureError",
+    "CaptureSession",
+    "HookRegistry",
+    "Recording",
+    "StepLayout",
+    "Steps",
+    "active_session",
+    "drop_outputs",
+]

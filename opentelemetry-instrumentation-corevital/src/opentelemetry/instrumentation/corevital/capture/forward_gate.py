@@ -12,8 +12,9 @@ Where it is needed, :class:`ForwardGate` makes each forward of a model that reco
 *exclusive* and every other forward of that model *shared*: recording forwards never overlap any
 other forward of the same model, plain forwards still run in parallel with each other. Forwards
 nest (a forward inside a forward of the same thread passes through). The generate wrapper releases
-whatever its thread still holds when the call ends, so an interrupted forward cannot leave the
-model locked.
+whatever its thread still holds when the call ends (:func:`release_held`) — every gate, also one
+whose hooks ``uninstrument()`` removed in the middle of a forward, so that neither an interrupted
+forward nor a missing post-hook can leave the model locked.
 """
 
 from __future__ import annotations
@@ -24,6 +25,16 @@ import threading
 from typing import Literal
 
 Mode = Literal["exclusive", "alongside", "nested"]
+
+# The gates this thread holds something of, whichever hook registry made them.
+_HELD = threading.local()
+
+
+def release_held() -> None:
+    """Release everything this thread holds of any gate (the end of a ``generate()`` call)."""
+    gates: set[ForwardGate] | None = getattr(_HELD, "gates", None)
+    while gates:
+        gates.pop().release_thread()
 
 
 @functools.cache
@@ -72,6 +83,10 @@ class ForwardGate:
                     self._condition.wait()
                 self._shared += 1
         stack.append("exclusive" if exclusive else "alongside")
+        held: set[ForwardGate] | None = getattr(_HELD, "gates", None)
+        if held is None:
+            held = _HELD.gates = set()
+        held.add(self)
 
     def exit(self) -> None:
         """Release what the matching :meth:`enter` took (nothing when this thread holds nothing)."""

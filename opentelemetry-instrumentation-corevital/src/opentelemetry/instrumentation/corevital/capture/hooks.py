@@ -20,7 +20,7 @@ from typing import Any, Protocol, TypeVar
 
 import torch
 
-from .forward_gate import ForwardGate, layer_outputs_need_gate
+from .forward_gate import ForwardGate, layer_outputs_need_gate, release_held
 
 logger = logging.getLogger(__name__)
 
@@ -139,11 +139,11 @@ class HookRegistry:
             )
             self._handles[model] = (pre, post)
 
-    def release(self, model: torch.nn.Module) -> None:
-        """Release the forward gate this thread may still hold on ``model`` (end of a call)."""
-        gate = self._gates.get(model)
-        if gate is not None:
-            gate.release_thread()
+    @staticmethod
+    def release(model: torch.nn.Module) -> None:
+        """Release any forward gate this thread still holds (end of a call on ``model``): also one
+        whose hooks were removed while a forward held it."""
+        release_held()
 
     def __len__(self) -> int:
         return len(self._handles)

@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from ..summaries import ATTENTION_LAYER_FIELDS, HIDDEN_LAYER_FIELDS, LOGIT_FIELDS
+
+_NAN_COUNT = HIDDEN_LAYER_FIELDS.index("nan_count")
+_INF_COUNT = HIDDEN_LAYER_FIELDS.index("inf_count")
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,32 @@ class StepLayout:
     @property
     def width(self) -> int:
         return self.attention.stop
+
+    # -- reading host copies of packed steps ---------------------------------------------------
+    def hidden_fields(self, data: np.ndarray) -> np.ndarray:
+        """``[..., hidden_layers, len(HIDDEN_LAYER_FIELDS)]`` from ``[..., width]`` host rows."""
+        return data[..., self.hidden].reshape(*data.shape[:-1], self.hidden_layers, len(HIDDEN_LAYER_FIELDS))
+
+    def attention_fields(self, data: np.ndarray) -> np.ndarray:
+        """``[..., attention_layers, len(ATTENTION_LAYER_FIELDS)]`` from ``[..., width]`` host rows."""
+        shape = (*data.shape[:-1], self.attention_layers, len(ATTENTION_LAYER_FIELDS))
+        return data[..., self.attention].reshape(shape)
+
+    def nonfinite(self, data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Whether any layer's state held NaN, and whether any held ±Inf, per host row of
+        ``[..., width]`` (both all false without hidden-state columns): the one reduction the live
+        watch and the read-out share.
+
+        >>> layout = StepLayout(hidden_layers=2)
+        >>> row = np.zeros((1, layout.width)); row[0, layout.hidden.start + 4] = 3.0  # layer 0 NaNs
+        >>> layout.nonfinite(row)
+        (array([ True]), array([False]))
+        """
+        if not self.hidden_layers:
+            empty = np.zeros(data.shape[:-1], dtype=bool)
+            return empty, empty.copy()
+        hidden = np.nan_to_num(self.hidden_fields(data), nan=0.0)
+        return hidden[..., _NAN_COUNT].sum(axis=-1) > 0, hidden[..., _INF_COUNT].sum(axis=-1) > 0
 
     def _require_hidden(self) -> None:
         if not self.hidden_layers:

@@ -149,6 +149,9 @@ def assess_report(
     calibration: CalibrationProfile | None = None,
     token_text: Callable[[int, int], str] | None = None,
     expected_failure_rate: float | None = DEFAULT_EXPECTED_FAILURE_RATE,
+    model: str = "",
+    trace_id: str = "",
+    span_id: str = "",
 ) -> HealthReport | None:
     """The health report of one call; ``None`` when no sequence was summarised.
 
@@ -160,6 +163,7 @@ def assess_report(
             only; without it no token text appears in the narrative).
         expected_failure_rate: the share of failed generations the user expects; the fitted risk
             score is shifted to it (``None``: the training data's share).
+        model, trace_id, span_id: the model name and the span the report belongs to.
     """
     if not report.sequences:
         return None
@@ -178,7 +182,7 @@ def assess_report(
         )
         for sequence in report.sequences
     ]
-    return HealthReport(sequences, worst_sequence(sequences), report)
+    return HealthReport(sequences, worst_sequence(sequences), report, model, trace_id, span_id)
 
 
 def _layer_field(fields: dict[str, np.ndarray], name: str) -> np.ndarray | None:

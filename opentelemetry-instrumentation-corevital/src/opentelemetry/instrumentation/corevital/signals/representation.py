@@ -5,7 +5,6 @@ of their mean.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -13,30 +12,7 @@ from typing import Any
 
 import numpy as np
 
-#: Width of the projected state.
-PROJECTION_DIMS = 32
-#: Seed of the projection matrix (changing it invalidates every fitted probe).
-PROJECTION_SEED = 13
-
-
-def representation_layer(layers: int) -> int:
-    """Index (among the decoder layers, embeddings excluded) of the layer that is projected: the
-    middle one, where hallucination-detection work finds the most separable states.
-
-    >>> representation_layer(30), representation_layer(2), representation_layer(1)
-    (15, 1, 0)
-    """
-    return max(0, layers // 2)
-
-
-@functools.lru_cache(maxsize=8)
-def projection_matrix_numpy(hidden_size: int, dims: int = PROJECTION_DIMS) -> np.ndarray:
-    """The fixed ``[hidden_size, dims]`` float32 projection (read-only)."""
-    rng = np.random.default_rng([PROJECTION_SEED, hidden_size, dims])
-    matrix = (rng.standard_normal((hidden_size, dims)) / np.sqrt(dims)).astype(np.float32)
-    matrix.setflags(write=False)
-    return matrix
-
+from ..projection import PROJECTION_DIMS, PROJECTION_SEED, representation_layer
 
 #: Floor added to each eigenvalue before its logarithm (the states are O(1) after projection).
 SPREAD_FLOOR = 1e-6

@@ -8,7 +8,7 @@ random state, so sampling in the user's generation is untouched). Random project
 and inner products up to a small distortion (Johnson–Lindenstrauss), so the projected states keep the
 geometry the risk features read: the spread of the states over the generated steps and their mean,
 which a per-model linear probe scores. The matrix, its width and the layer are defined in
-``signals.representation`` (pure NumPy), so that a fitted probe can check them without torch.
+``projection`` (pure NumPy), so that a fitted probe can check them without torch.
 """
 
 from __future__ import annotations
@@ -17,12 +17,7 @@ import functools
 
 import torch
 
-from ..signals.representation import (
-    PROJECTION_DIMS,
-    PROJECTION_SEED,
-    projection_matrix_numpy,
-    representation_layer,
-)
+from ..projection import PROJECTION_DIMS, PROJECTION_SEED, projection_matrix_numpy, representation_layer
 
 __all__ = [
     "PROJECTION_DIMS",

@@ -44,7 +44,9 @@ from .instruments import Instruments
 #: other instrumentations and exceptions. What does not fit is counted in ``corevital.events.omitted``.
 MAX_EVENTS = 96
 
-OnError = Callable[[str, BaseException], None]
+#: ``guard(where, fn, *args)``: runs one step of CoreVital's own, turning its failure into ``None``
+#: (logged once per kind, its type kept for the span): ``lifecycle.Call.guard``.
+Guard = Callable[..., Any]
 
 
 @dataclass
@@ -110,70 +112,65 @@ class Writer:
         self._content_in_event = content_in_event
 
     # -- the span's start ------------------------------------------------------------------------
-    def start_span(self, request: GenerationRequest, on_error: OnError) -> trace.Span:
+    def start_span(self, request: GenerationRequest, guard: Guard) -> trace.Span:
         """The span of one call; a non-recording span when starting it failed (a span processor's
         ``on_start`` raised), so that the call goes on."""
-        attributes = _guarded(on_error, "building request attributes", request_attributes, request) or {}
-        try:
-            return self._tracer.start_span(
-                f"{sc.GEN_AI_OPERATION_TEXT_COMPLETION} {request.model_name}",
-                kind=SpanKind.INTERNAL,
-                attributes=attributes,
-            )
-        except Exception as exc:
-            on_error("starting the span", exc)
-            return trace.INVALID_SPAN
+        attributes = guard("building request attributes", request_attributes, request) or {}
+        span = guard(
+            "starting the span",
+            self._tracer.start_span,
+            f"{sc.GEN_AI_OPERATION_TEXT_COMPLETION} {request.model_name}",
+            kind=SpanKind.INTERNAL,
+            attributes=attributes,
+        )
+        return span if span is not None else trace.INVALID_SPAN
 
     # -- the span's end --------------------------------------------------------------------------
-    def finish(self, span: trace.Span, record: CallRecord, on_error: OnError) -> None:
+    def finish(self, span: trace.Span, record: CallRecord, guard: Guard) -> None:
         """Write everything about the call, sink by sink, and end the span."""
         context = trace.set_span_in_context(span)
         recording = span.is_recording()
         if recording:
-            self._span_attributes(span, record, on_error)
-            _guarded(on_error, "adding span events", self._span_events, span, record)
-        _guarded(on_error, "recording metrics", self._metrics, record, context)
+            self._span_attributes(span, record, guard)
+            guard("adding span events", self._span_events, span, record)
+        guard("recording metrics", self._metrics, record, context)
         if recording:
-            _guarded(on_error, "emitting log events", self._log_events, record, context)
+            guard("emitting log events", self._log_events, record, context)
         if record.internal_errors and recording:
-            _guarded(on_error, "recording the error type", span.set_attribute, sc.COREVITAL_ERROR_TYPE,
+            guard("recording the error type", span.set_attribute, sc.COREVITAL_ERROR_TYPE,
                      record.internal_errors[0])  # fmt: skip
-        _guarded(on_error, "ending the span", span.end)
+        guard("ending the span", span.end)
         # Last, so that the failures of the sinks above are counted too (all but this one's own).
         errors = tuple(record.internal_errors)
         if errors:
-            _guarded(on_error, "counting internal errors", self._instruments.record_internal_errors,
+            guard("counting internal errors", self._instruments.record_internal_errors,
                      record.request, errors, context)  # fmt: skip
 
-    def _span_attributes(self, span: trace.Span, record: CallRecord, on_error: OnError) -> None:
+    def _span_attributes(self, span: trace.Span, record: CallRecord, guard: Guard) -> None:
         request, health = record.request, record.health
         if record.exception is not None:
             exc = record.exception
-            _guarded(on_error, "recording the model's exception", _record_exception, span, exc)
+            guard("recording the model's exception", _record_exception, span, exc)
             return
         if record.outcome is not None:
             # The GenAI attributes first: they must survive a failure of the health read-out below.
-            _guarded(
-                on_error, "writing GenAI attributes", _set, span, response_attributes, request, record.outcome
-            )
+            guard("writing GenAI attributes", _set, span, response_attributes, request, record.outcome)
         if record.messages is not None and self._content_on_span:
-            _guarded(on_error, "writing content attributes", _set, span, content_attributes, record.messages)
+            guard("writing content attributes", _set, span, content_attributes, record.messages)
         capture = record.capture
         if capture is not None:
             primary = health.primary.index if health is not None else 0
-            _guarded(
-                on_error, "writing capture attributes", _set, span, report_attributes, capture,
+            guard("writing capture attributes", _set, span, report_attributes, capture,
                 self._max_points, primary,
             )  # fmt: skip
             if capture.unavailable:
                 reasons = "; ".join(f"{level}: {why}" for level, why in sorted(capture.unavailable.items()))
-                _guarded(on_error, "writing capture attributes", span.set_attribute,
+                guard("writing capture attributes", span.set_attribute,
                          sc.COREVITAL_CAPTURE_UNAVAILABLE_REASON, reasons)  # fmt: skip
-            _guarded(on_error, "writing intervention attributes", _set, span, intervention_attributes,
+            guard("writing intervention attributes", _set, span, intervention_attributes,
                      capture.interventions)  # fmt: skip
         if health is not None:
-            _guarded(
-                on_error,
+            guard(
                 "writing health attributes",
                 _set,
                 span,
@@ -262,11 +259,3 @@ def _record_exception(span: trace.Span, exc: BaseException) -> None:
     span.set_attribute(sc.ERROR_TYPE, type(exc).__qualname__)
     span.record_exception(exc)
     span.set_status(Status(StatusCode.ERROR, str(exc)))
-
-
-def _guarded(on_error: OnError, where: str, fn: Callable[..., Any], *args: Any) -> Any:
-    try:
-        return fn(*args)
-    except Exception as exc:
-        on_error(where, exc)
-        return None
