@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .signals._util import as_array
+from .signals import as_array
 from .signals.representation import StateProbe, representation_layer
 from .signals.risk import DEFAULT_RISK_FEATURES, RISK_FEATURES, LogisticPart, RiskModel
 

@@ -20,7 +20,7 @@ from .capture.layout import StepLayout
 from .capture.recording import Recording, Steps
 from .generation import GenerationOutcome, GenerationRequest
 from .profiles import ModelProfile
-from .signals._util import nanmean
+from .signals import nanmean
 from .signals.assess import HealthReport, assess_report
 from .signals.calibration import CalibrationProfile
 from .signals.risk import DEFAULT_EXPECTED_FAILURE_RATE
