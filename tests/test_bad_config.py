@@ -10,7 +10,7 @@ import pytest
 
 import tiny_models
 from opentelemetry.instrumentation.corevital import semconv as sc
-from opentelemetry.instrumentation.corevital.profiles import ModelProfile, load_profiles
+from opentelemetry.instrumentation.corevital.profiles import ModelProfile, clear_caches, load_profiles
 from outputs import assert_identical
 
 SHIPPED_LLAMA = ModelProfile.model_validate({"name": "llama", "l2_explosion_multiplier": 10.0})
@@ -38,7 +38,7 @@ def test_bad_model_profile(name, text, named, field, kept, tmp_path, instrument,
     path.write_bytes(
         text.encode("utf-8", "surrogateescape") if "\x00" not in text else b"\x00\xff\xfe garbage"
     )
-    load_profiles.cache_clear()
+    clear_caches()
     model = tiny_models.llama()
     inputs = tiny_models.prompt()
     plain = model.generate(**inputs, max_new_tokens=5, do_sample=False)
@@ -114,7 +114,7 @@ def test_bad_environment_value(variable, value, monkeypatch, instrument, telemet
 
 
 def test_shipped_profiles_load_without_a_warning(caplog) -> None:
-    load_profiles.cache_clear()
+    clear_caches()
     with caplog.at_level(logging.WARNING):
         profiles = load_profiles(None)
     assert caplog.records == []

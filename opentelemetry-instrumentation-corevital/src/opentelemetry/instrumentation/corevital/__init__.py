@@ -120,7 +120,7 @@ class CoreVitalInstrumentor(BaseInstrumentor):
         # environment without them (``opentelemetry-instrument`` checks dependencies after) is safe.
         from ._wrap import GenerateWrapper
         from .capture import HookRegistry, KernelGates
-        from .profiles import load_calibration
+        from .profiles import load_calibration, load_profiles
         from .reports import ReportDelivery
         from .telemetry import Instruments, Writer
 
@@ -144,6 +144,9 @@ class CoreVitalInstrumentor(BaseInstrumentor):
             content_in_event=settings.capture_content.in_event,
         )
         calibration = load_calibration(settings.calibration_profile) if settings.calibration_profile else None
+        # Read the model profiles now, so that a bad file is reported at start-up rather than in
+        # the first generate() (each file is read again only when it changes).
+        load_profiles(settings.profiles_dir)
         wrapper = GenerateWrapper(
             writer,
             settings,
