@@ -17,6 +17,7 @@ from .profile_files import (
     ProfileModel,
     Unusable,
     clip,
+    listed,
     parse_json,
     read_text,
     validation_problem,
@@ -69,7 +70,16 @@ class CalibrationFile(ProfileModel):
 def _read_calibration(path: Path) -> CalibrationProfile | None:
     """The calibration profile at ``path``, or ``None`` with one warning."""
     try:
-        spec = CalibrationFile.model_validate(parse_json(read_text(path, MAX_CALIBRATION_BYTES)))
+        data = parse_json(read_text(path, MAX_CALIBRATION_BYTES))
+        if isinstance(data, dict):  # the top level's problems at once, however many keys there are
+            fields = CalibrationFile.model_fields
+            missing = [name for name, field in fields.items() if field.is_required() and name not in data]
+            if missing:
+                raise Unusable(f"it is not a calibration profile (no {', '.join(missing)})")
+            unknown = [key for key in data if key not in fields]
+            if unknown:
+                raise Unusable(f"unknown key{'s' if len(unknown) > 1 else ''} {listed(unknown)}")
+        spec = CalibrationFile.model_validate(data)
     except (Unusable, ValidationError, ValueError) as exc:
         reason = validation_problem(exc) if isinstance(exc, ValidationError) else clip(str(exc), 200)
         logger.warning(

@@ -42,7 +42,7 @@ MAX_DEPTH = 32
 #: Largest model profile read (the shipped ones are under 3 KB).
 MAX_PROFILE_BYTES = 256 * 1024
 #: Largest calibration profile read (one of an 80-layer model is under 100 KB).
-MAX_CALIBRATION_BYTES = 4 * 1024 * 1024
+MAX_CALIBRATION_BYTES = 1024 * 1024
 #: Most ``*.yaml`` files read from one profiles directory (the first by name).
 MAX_PROFILE_FILES = 256
 #: Longest value shown in a warning, in characters.
@@ -341,5 +341,6 @@ def validation_problem(exc: ValidationError) -> str:
     errors = exc.errors(include_url=False, include_context=False, include_input=False)
     error = errors[0]
     where = ".".join(str(part) for part in error.get("loc", ()))
-    text = clip(f"{where}: {error.get('msg', 'invalid')}" if where else str(error.get("msg", "invalid")), 200)
+    message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    text = clip(f"{where}: {message}" if where else message, 200)
     return text + (f" (and {len(errors) - 1:,} more problems)" if len(errors) > 1 else "")

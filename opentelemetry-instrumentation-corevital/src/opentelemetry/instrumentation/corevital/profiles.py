@@ -237,8 +237,9 @@ def _valid_fields(path: Path, own: dict[Any, Any], start: dict[str, Any]) -> dic
         if problem is not None:
             fallback = values.get(key, known[key].default)
             logger.warning(
-                "CoreVital: model profile %s: invalid %s = %s (%s); using %s.",
-                path, key, short(value), problem, short(fallback),
+                "CoreVital: model profile %s: invalid %s%s (%s); using %s.",
+                path, key, "" if isinstance(value, dict) else f" = {short(value)}", problem,
+                "the shipped value" if isinstance(fallback, dict) else short(fallback),
             )  # fmt: skip
             continue
         values[key] = valid[key] = value
