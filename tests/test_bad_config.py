@@ -225,6 +225,12 @@ def test_a_bad_file_among_the_profiles_is_read_once_and_costs_no_other_model(
     assert len(parsed) == 3, parsed
     assert load_profiles(str(directory))["llama"].repetition_ngram == 12
     assert len(parsed) == 3
+    # the same size at once, perhaps within one timestamp tick: a recent file is read again (not
+    # parsed again unless its text changed)
+    llama.write_text("name: llama\nrepetition_ngram: 13\n")
+    assert load_profiles(str(directory))["llama"].repetition_ngram == 13
+    assert load_profiles(str(directory))["llama"].repetition_ngram == 13
+    assert len(parsed) == 4
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")

@@ -11,15 +11,14 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
+from .file_cache import FileCache
 from .profile_files import (
     MAX_CALIBRATION_BYTES,
-    FileCache,
     ProfileModel,
     Unusable,
     clip,
     listed,
     parse_json,
-    read_text,
     validation_problem,
 )
 from .signals.calibration import PROFILE_VERSION as CALIBRATION_VERSION
@@ -67,10 +66,13 @@ class CalibrationFile(ProfileModel):
         return self
 
 
-def _read_calibration(path: Path) -> CalibrationProfile | None:
-    """The calibration profile at ``path``, or ``None`` with one warning."""
+def _read_calibration(path: Path, text: str | Unusable) -> CalibrationProfile | None:
+    """The calibration profile at ``path`` (its ``text``, or why it cannot be read), or ``None``
+    with one warning."""
     try:
-        data = parse_json(read_text(path, MAX_CALIBRATION_BYTES))
+        if isinstance(text, Unusable):
+            raise text
+        data = parse_json(text)
         if isinstance(data, dict):  # the top level's problems at once, however many keys there are
             fields = CalibrationFile.model_fields
             missing = [name for name, field in fields.items() if field.is_required() and name not in data]
@@ -100,7 +102,7 @@ def _read_calibration(path: Path) -> CalibrationProfile | None:
     )
 
 
-_CALIBRATIONS: FileCache[CalibrationProfile | None] = FileCache(_read_calibration)
+_CALIBRATIONS: FileCache[CalibrationProfile | None] = FileCache(_read_calibration, MAX_CALIBRATION_BYTES)
 
 
 def clear_cache() -> None:

@@ -6,9 +6,7 @@ once per version of each file.
 - Its nesting is bounded before it becomes Python objects: JSON by a linear scan of its brackets,
   YAML by a composer that counts its depth as it builds it and refuses anchors and aliases (a
   364-byte "billion laughs" would otherwise expand to millions of nodes).
-- What a file holds is built once per *version* — its path, size, modification time (ns), inode and
-  device — and the same result is returned until the file changes; a broken file costs one read and
-  one warning per version, not one per ``generate()`` call.
+- What a file holds is built once per version of the file (:mod:`.file_cache`).
 - Values shown in a warning are cut to a bounded length (:func:`short`), and repeated problems are
   counted (:func:`listed`), so no file can make a long warning.
 
@@ -23,10 +21,9 @@ import os
 import re
 import reprlib
 import stat
-import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -257,40 +254,6 @@ def first_non_finite(value: Any, where: str = "") -> str | None:
 
 
 # -- the cache -----------------------------------------------------------------------------------
-class FileCache(Generic[T]):
-    """What ``build(path)`` made of each file, kept until the file changes.
-
-    ``build`` reads the file and logs its own warnings; it is called again only when the file's
-    version changes (or it was unusable before and is not now, or the reverse). Thread-safe.
-    """
-
-    def __init__(self, build: Callable[[Path], T]) -> None:
-        self._build = build
-        self._entries: dict[str, tuple[object, T]] = {}
-        self._lock = threading.Lock()
-        self.builds = 0  # how many times a file was read and built (for tests)
-
-    def get(self, path: str | Path) -> T:
-        stamp: object
-        try:
-            stamp = version_of(path)
-        except Unusable as exc:
-            stamp = str(exc)  # the same problem warns once; another one (or a fix) rebuilds
-        key = os.fspath(path)
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is not None and entry[0] == stamp:
-                return entry[1]
-            result = self._build(Path(path))
-            self.builds += 1
-            self._entries[key] = (stamp, result)
-            return result
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
-
 # -- short text ----------------------------------------------------------------------------------
 _REPR = reprlib.Repr()
 _REPR.maxstring = SHOWN_CHARS

@@ -9,16 +9,16 @@ Bad input never raises into the user's process: a file that cannot be read or pa
 regular file, too large or nested too deeply), a key that is not known, a value of the wrong type,
 out of range or not finite each give one warning naming the file, the field, the bad value (cut
 short) and the fallback used — the shipped profile's value (model profiles), or no calibration
-(calibration profiles, :mod:`.calibration_file`). Each file is read once, and again only when it
-changes (:mod:`.profile_files`). JSON Schemas of both files are generated into ``configs/schema/``
-(``python configs/generate_schemas.py``) so that editors can validate them.
+(calibration profiles, :mod:`.calibration_file`). Files are read safely (:mod:`.profile_files`),
+once, and again only when they change (:mod:`.file_cache`). JSON Schemas of both files are
+generated into ``configs/schema/`` (``python configs/generate_schemas.py``) so that editors can
+validate them.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,10 +30,10 @@ from pydantic import Field, PrivateAttr, ValidationError, model_validator
 
 from . import calibration_file
 from .calibration_file import CalibrationFile, DistributionSpec, load_calibration
+from .file_cache import FileCache, FolderListing
 from .profile_files import (
     MAX_PROFILE_BYTES,
     MAX_PROFILE_FILES,
-    FileCache,
     ProfileModel,
     Unusable,
     clip,
@@ -193,11 +193,16 @@ def _shipped_directory() -> Path | None:
     return next((d for d in (packaged, source) if d.is_dir()), None)
 
 
-def _read_profile(path: Path, start: Callable[[str], dict[str, Any]]) -> _ProfileFile | None:
-    """The valid fields of the profile at ``path``; one warning per problem. ``start(name)``: the
-    values the file's fields override (for the fallbacks its warnings name)."""
+def _read_profile(
+    path: Path, text: str | Unusable, start: Callable[[str], dict[str, Any]]
+) -> _ProfileFile | None:
+    """The valid fields of the profile at ``path`` (its ``text``, or why it cannot be read); one
+    warning per problem. ``start(name)``: the values the file's fields override (for the fallbacks
+    its warnings name)."""
     try:
-        data = parse_yaml(read_text(path, MAX_PROFILE_BYTES))
+        if isinstance(text, Unusable):
+            raise text
+        data = parse_yaml(text)
     except Unusable as exc:
         logger.warning("CoreVital: ignoring model profile %s: %s.", path, exc)
         return None
@@ -267,15 +272,22 @@ def _shipped() -> tuple[dict[str, Any], dict[str, dict[str, Any]], dict[str, Mod
     base: dict[str, Any] = {}
     default = directory / f"{DEFAULT_PROFILE}.yaml" if directory is not None else None
     if default is not None and default.is_file():
-        read = _read_profile(default, lambda name: {})
+        read = _read_profile(default, _text(default), lambda name: {})
         base = dict(read.fields) if read is not None else {}
     raw: dict[str, dict[str, Any]] = {DEFAULT_PROFILE: {**base, "name": DEFAULT_PROFILE}}
     for path in sorted(directory.glob("*.yaml")) if directory is not None else ():
         if path.stem != DEFAULT_PROFILE:
-            read = _read_profile(path, lambda name: {**base, "architectures": []})
+            read = _read_profile(path, _text(path), lambda name: {**base, "architectures": []})
             if read is not None:
                 raw[read.name] = {**base, "architectures": [], **read.fields}
     return base, raw, _build(raw, {})
+
+
+def _text(path: Path) -> str | Unusable:
+    try:
+        return read_text(path, MAX_PROFILE_BYTES)
+    except Unusable as exc:
+        return exc
 
 
 def _build(raw: dict[str, dict[str, Any]], fallback: dict[str, ModelProfile]) -> dict[str, ModelProfile]:
@@ -297,10 +309,12 @@ def _start(name: str) -> dict[str, Any]:
     return dict(raw.get(name) or {**base, "architectures": []})
 
 
-_USER_FILES: FileCache[_ProfileFile | None] = FileCache(lambda path: _read_profile(path, _start))
-_MERGED: dict[str, tuple[tuple[Path, ...], tuple[Any, ...], dict[str, ModelProfile]]] = {}
+_USER_FILES: FileCache[_ProfileFile | None] = FileCache(
+    lambda path, text: _read_profile(path, text, _start), MAX_PROFILE_BYTES
+)
+_USER_FOLDERS = FolderListing(".yaml", MAX_PROFILE_FILES, "profiles directory", "using the shipped profiles")
+_MERGED: dict[str, tuple[tuple[str, ...], tuple[Any, ...], dict[str, ModelProfile]]] = {}
 _MERGED_LOCK = threading.Lock()
-_DIRECTORY_WARNINGS: set[tuple[str, str]] = set()
 
 
 def load_profiles(user_dir: str | None = None) -> dict[str, ModelProfile]:
@@ -309,12 +323,12 @@ def load_profiles(user_dir: str | None = None) -> dict[str, ModelProfile]:
     A shipped profile starts from the shipped ``default`` profile's values (the fitted risk model
     among them) and overrides what it sets; a profile in ``user_dir`` overrides, field by field,
     the shipped profile of the same name (or adds a new one on top of the default). Each file is
-    read once, and again only when it changes (:mod:`.profile_files`).
+    read once, and again only when it changes (:mod:`.file_cache`).
     """
     base, shipped_raw, shipped = _shipped()
     if not user_dir:
         return shipped
-    paths = tuple(_profile_paths(user_dir))
+    paths = _USER_FOLDERS.paths(user_dir)
     reads = tuple(_USER_FILES.get(path) for path in paths)
     with _MERGED_LOCK:
         cached = _MERGED.get(user_dir)
@@ -325,6 +339,9 @@ def load_profiles(user_dir: str | None = None) -> dict[str, ModelProfile]:
             if read is not None:
                 raw[read.name] = {**raw.get(read.name, {**base, "architectures": []}), **read.fields}
         profiles = _build(raw, shipped)
+        _MERGED.pop(user_dir, None)
+        if len(_MERGED) >= 16:  # one directory in practice; many only in a test run
+            _MERGED.pop(next(iter(_MERGED)))
         _MERGED[user_dir] = (paths, reads, profiles)
         return profiles
 
@@ -334,36 +351,13 @@ def _same(old: tuple[Any, ...], new: tuple[Any, ...]) -> bool:
     return len(old) == len(new) and all(a is b for a, b in zip(old, new, strict=True))
 
 
-def _profile_paths(user_dir: str) -> list[Path]:
-    """The ``*.yaml`` files of ``user_dir``, by name, at most :data:`MAX_PROFILE_FILES`."""
-    try:
-        with os.scandir(user_dir) as entries:
-            names = sorted(entry.name for entry in entries if entry.name.endswith(".yaml"))
-    except OSError as exc:
-        _warn_directory(user_dir, f"cannot list profiles directory {user_dir} ({clip(str(exc))}); using the "
-                        "shipped profiles")  # fmt: skip
-        return []
-    if len(names) > MAX_PROFILE_FILES:
-        _warn_directory(user_dir, f"profiles directory {user_dir} holds {len(names):,} *.yaml files; reading "
-                        f"the first {MAX_PROFILE_FILES} by name")  # fmt: skip
-    return [Path(user_dir) / name for name in names[:MAX_PROFILE_FILES]]
-
-
-def _warn_directory(user_dir: str, message: str) -> None:
-    with _MERGED_LOCK:
-        if (user_dir, message) in _DIRECTORY_WARNINGS:
-            return
-        _DIRECTORY_WARNINGS.add((user_dir, message))
-    logger.warning("CoreVital: %s.", message)
-
-
 def clear_caches() -> None:
     """Forget every file read (tests; a changed file is read again without this)."""
     _USER_FILES.clear()
     calibration_file.clear_cache()
+    _USER_FOLDERS.clear()
     with _MERGED_LOCK:
         _MERGED.clear()
-        _DIRECTORY_WARNINGS.clear()
 
 
 def profile_for(model: Any, user_dir: str | None = None) -> ModelProfile:
