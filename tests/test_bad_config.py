@@ -199,6 +199,7 @@ def test_a_bad_file_among_the_profiles_is_read_once_and_costs_no_other_model(
     (directory / "gpt2.yaml").write_text("name: gpt2\nrepetition_ngram: " + "[" * 5_000 + "]" * 5_000)
     llama = directory / "llama.yaml"
     llama.write_text("name: llama\nrepetition_ngram: 9\n")
+    load_profiles()  # the shipped profiles, read once per process
     parsed: list[str] = []
     real_parse = profiles.parse_yaml
     monkeypatch.setattr(profiles, "parse_yaml", lambda text: parsed.append(text[:12]) or real_parse(text))
