@@ -4,8 +4,8 @@ once per version of each file.
 - Only a regular file is opened (a FIFO, a device or a directory named ``*.yaml`` is refused before
   it is opened, and the file is opened non-blocking), and only up to a size bound.
 - Its nesting is bounded before it becomes Python objects: JSON by a linear scan of its brackets,
-  YAML by a composer that counts its depth as it builds it and refuses anchors and aliases (a
-  364-byte "billion laughs" would otherwise expand to millions of nodes).
+  YAML by a composer that counts its depth as it builds it and refuses aliases (a 364-byte
+  "billion laughs" would otherwise expand to millions of nodes).
 - What a file holds is built once per version of the file (:mod:`.file_cache`).
 - Values shown in a warning are cut to a bounded length (:func:`short`), and repeated problems are
   counted (:func:`listed`), so no file can make a long warning.
@@ -16,6 +16,7 @@ turns into one warning naming the file.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -23,7 +24,7 @@ import reprlib
 import stat
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -31,8 +32,6 @@ from yaml.composer import Composer
 from yaml.constructor import SafeConstructor
 from yaml.events import AliasEvent
 from yaml.resolver import Resolver
-
-T = TypeVar("T")
 
 #: Deepest nesting a profile file may have (the shipped ones need 4, calibration profiles 4).
 MAX_DEPTH = 32
@@ -73,7 +72,7 @@ _KINDS = (
 
 def _regular(path: str | Path, mode: int) -> None:
     if not stat.S_ISREG(mode):
-        kind = next((name for test, name in _KINDS if test(mode)), "not a plain file")
+        kind = next((name for test, name in _KINDS if test(mode)), "a special file")
         raise Unusable(f"it is {kind}, not a regular file")
 
 
@@ -224,15 +223,11 @@ def json_too_deep(text: str, limit: int = MAX_DEPTH) -> bool:
 
 def parse_json(text: str) -> Any:
     """The JSON value in ``text``, its depth checked before it is parsed."""
-    import json
-
     if json_too_deep(text):
         raise Unusable(f"it nests deeper than {MAX_DEPTH} levels")
     try:
         return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise Unusable(f"it is not valid JSON ({clip(_first_line(exc))})") from None
-    except (ValueError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, or an integer of 5,000 digits
         raise Unusable(f"it is not valid JSON ({clip(_first_line(exc))})") from None
 
 
@@ -253,7 +248,6 @@ def first_non_finite(value: Any, where: str = "") -> str | None:
     return None
 
 
-# -- the cache -----------------------------------------------------------------------------------
 # -- short text ----------------------------------------------------------------------------------
 _REPR = reprlib.Repr()
 _REPR.maxstring = SHOWN_CHARS
