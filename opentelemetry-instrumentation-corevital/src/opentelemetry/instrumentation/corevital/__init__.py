@@ -145,8 +145,13 @@ class CoreVitalInstrumentor(BaseInstrumentor):
         )
         calibration = load_calibration(settings.calibration_profile) if settings.calibration_profile else None
         # Read the model profiles now, so that a bad file is reported at start-up rather than in
-        # the first generate() (each file is read again only when it changes).
-        load_profiles(settings.profiles_dir)
+        # the first generate() (each file is read again only when it changes). Never fatal.
+        try:
+            load_profiles(settings.profiles_dir)
+        except Exception as exc:  # pragma: no cover - the loader reports bad files itself
+            logger.warning(
+                "CoreVital: the model profiles could not be read now (%r); trying at the first call.", exc
+            )
         wrapper = GenerateWrapper(
             writer,
             settings,

@@ -117,7 +117,7 @@ class FolderListing:
                 return before[1]
             with os.scandir(folder) as entries:
                 names = sorted(entry.name for entry in entries if entry.name.endswith(self._suffix))
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             self._warn(folder, f"cannot list {self._what} {folder} ({clip(str(exc))}); {self._fallback}")
             return ()
         if len(names) > self._max_files:
