@@ -19,6 +19,9 @@ from __future__ import annotations
 import os
 import sys
 
+# The demo never reaches a model hub (the model comes from a wheel); set before transformers loads.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 import torch
 from transformers.utils import logging as transformers_logging
 

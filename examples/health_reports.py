@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import os
 
+# The example never reaches a model hub (the model comes from a wheel); set before transformers loads.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 import torch
 
 from opentelemetry.instrumentation.corevital import CoreVitalInstrumentor, health_reports

@@ -6,6 +6,10 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
+# No test reaches a model hub (tox sets this too; here for a plain pytest run), before transformers
+# is imported.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 import pytest
 import torch
 from opentelemetry.sdk.metrics import MeterProvider

@@ -96,6 +96,25 @@ def test_stop_on_aliases_and_prompt_hash_key() -> None:
     assert "deployment" not in repr(settings)  # the secret is never printed
 
 
+@pytest.mark.parametrize(
+    ("key", "accepted"),
+    [
+        ("x" * 15, False),
+        ("x" * 16, True),
+        ("é" * 9, False),  # 18 bytes in UTF-8, but 9 characters: too short, as documented
+        ("é" * 16, True),
+        (b"\x00" * 15, False),
+        (b"\x00" * 16, True),
+    ],
+)
+def test_prompt_hash_key_length_counts_characters_as_documented(key, accepted) -> None:
+    settings = Settings.resolve({"prompt_hash_key": key}, {})
+    assert (settings.prompt_hash_key is not None) is accepted
+    if accepted:
+        expected = key.encode() if isinstance(key, str) else key
+        assert settings.prompt_hash_key.get_secret_value() == expected
+
+
 def test_a_bad_secret_is_not_logged(caplog) -> None:
     with caplog.at_level(logging.WARNING):
         Settings.resolve({}, {ENV_PROMPT_HASH_KEY: "tiny"})

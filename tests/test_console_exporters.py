@@ -54,14 +54,13 @@ def make_span(
     attributes: dict[str, Any],
     events: list[tuple[str, dict[str, Any]]] = (),
     scope: str = SCOPE_NAME,  # type: ignore[assignment]
+    name: str = "text_completion SmolLM2-135M-Instruct",
 ) -> ReadableSpan:
     """A finished span built by the real SDK, 2.5 s long."""
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    span = provider.get_tracer(scope).start_span(
-        "text_completion SmolLM2-135M-Instruct", start_time=1_000_000_000
-    )
+    span = provider.get_tracer(scope).start_span(name, start_time=1_000_000_000)
     span.set_attributes(attributes)
     for name, event_attributes in events:
         span.add_event(name, event_attributes)
@@ -195,10 +194,26 @@ def test_instrumented_generate_prints_one_block(instrument: Any, telemetry: Any)
     assert "narrative  Risk is" in block
 
 
-def record_metrics() -> InMemoryMetricReader:
+# A model name that would clear the screen, fake a line and reverse the rest of the line, printed raw
+HOSTILE_MODEL = "evil\x1b[2J\x1b[H\nrisk       0.01 low\u202eenil"
+
+
+def test_control_characters_of_a_model_name_are_escaped() -> None:
+    plain = format_generation(make_span(READ_OUT))
+    attributes = {**READ_OUT, sc.GEN_AI_REQUEST_MODEL: HOSTILE_MODEL}
+    text = format_generation(make_span(attributes, name=f"text_completion {HOSTILE_MODEL}"))
+    assert "\x1b" not in text and "\u202e" not in text
+    assert text.count("\n") == plain.count("\n")  # no line added
+    assert "evil\\x1b[2J\\x1b[H\\nrisk" in text.splitlines()[0] and "\\u202eenil" in text.splitlines()[0]
+    assert text.splitlines()[1].startswith("model      evil\\x1b[2J")
+    table = format_metrics(record_metrics(HOSTILE_MODEL).get_metrics_data())
+    assert "\x1b" not in table and "\u202e" not in table and "evil\\x1b[2J" in table
+
+
+def record_metrics(model_name: str = "SmolLM2-135M-Instruct") -> InMemoryMetricReader:
     reader = InMemoryMetricReader()
     meter = MeterProvider(metric_readers=[reader]).get_meter("test")
-    model = {sc.GEN_AI_REQUEST_MODEL: "SmolLM2-135M-Instruct"}
+    model = {sc.GEN_AI_REQUEST_MODEL: model_name}
     duration = meter.create_histogram(sc.METRIC_GEN_AI_CLIENT_OPERATION_DURATION, unit="s")
     for seconds in (1.0, 2.0, 4.5):
         duration.record(seconds, {**model, sc.GEN_AI_OPERATION_NAME: sc.GEN_AI_OPERATION_TEXT_COMPLETION})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 from transformers import GenerationConfig
@@ -70,6 +72,35 @@ def test_odd_arguments_do_not_crash() -> None:
 
 def test_assisted_decoding_is_marked_unsupported() -> None:
     assert request_for(assistant_model=tiny_models.llama()).unsupported_reason
+
+
+@pytest.mark.parametrize("mode", ["assistant_model", "prompt_lookup_num_tokens"])
+def test_assisted_decoding_is_said_once_at_info_and_on_the_span(mode, instrument, telemetry, caplog) -> None:
+    from opentelemetry.instrumentation.corevital import generation
+    from opentelemetry.instrumentation.corevital import semconv as sc
+    from outputs import assert_identical
+
+    model = tiny_models.llama()
+    inputs = tiny_models.prompt()
+    extra = {"assistant_model": tiny_models.llama()} if mode == "assistant_model" else {mode: 2}
+    plain = model.generate(**inputs, max_new_tokens=5, do_sample=False, **extra)
+    generation._NOTED_MODES.clear()  # said once per process: forget what earlier tests said
+    with caplog.at_level(logging.INFO):
+        instrument()
+        outputs = [model.generate(**inputs, max_new_tokens=5, do_sample=False, **extra) for _ in range(2)]
+    for out in outputs:
+        assert_identical(plain, out)
+    said = [r for r in caplog.records if "CoreVital" in r.getMessage()]
+    assert len(said) == 1 and said[0].levelno == logging.INFO, [(r.levelname, r.getMessage()) for r in said]
+    assert "assisted and prompt-lookup decoding are not supported" in said[0].getMessage()
+    assert "several candidate tokens" in said[0].getMessage()
+    for span in telemetry.spans():
+        reason = span.attributes[sc.COREVITAL_CAPTURE_UNAVAILABLE_REASON]
+        assert reason.startswith("logits: assisted and prompt-lookup decoding are not supported"), reason
+        assert sc.COREVITAL_ERROR_TYPE not in span.attributes
+        assert (
+            span.attributes[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == plain.shape[-1] - inputs["input_ids"].shape[-1]
+        )
 
 
 def test_model_name_hub_id_kept_local_path_reduced() -> None:

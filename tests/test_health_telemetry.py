@@ -97,6 +97,7 @@ def test_calibrate_cli_builds_and_resumes(tiny_model_dir, tmp_path) -> None:
     partial = tmp_path / "profile.json.partial.jsonl"
     done = {
         "index": 0,
+        "key": cli.resume_key(prompts.read_bytes(), str(tiny_model_dir), None, 5),
         "series": {n: [1.0, 2.0] for n in cli.PROFILE_SERIES},
         "layers": {"hidden.l2_norm": [[1.0] * 4] * 2},
     }

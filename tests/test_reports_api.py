@@ -42,7 +42,36 @@ def test_no_report_outside_a_block_and_blocks_nest(instrument, telemetry) -> Non
         with health_reports() as inner:
             model.generate(**inputs, max_new_tokens=3, do_sample=False)
     model.generate(**inputs, max_new_tokens=2, do_sample=False)
-    assert len(outer) == 2 and len(inner) == 1 and inner.last is outer.last
+    assert len(outer) == 2 and len(inner) == 1
+    assert inner.last is not outer.last and inner.last.risk_score == outer.last.risk_score  # each its own
+
+
+def test_no_consumer_can_change_another_s_report(telemetry) -> None:
+    """``on_report`` and two nested ``health_reports()`` blocks: each gets a report of its own, so a
+    callback that edits its report (or a block that edits its own afterwards) changes no other."""
+    seen: list[HealthReport] = []
+
+    def vandal(report: HealthReport) -> None:
+        seen.append(report)
+        report.model = "changed"
+        report.capture.sequences[0].series["entropy"][:] = 99.0
+
+    instrumentor = CoreVitalInstrumentor()
+    instrumentor.instrument(tracer_provider=telemetry.tracer_provider, on_report=vandal)
+    try:
+        with health_reports() as outer, health_reports() as inner:
+            tiny_models.llama().generate(**tiny_models.prompt(), max_new_tokens=6, do_sample=False)
+    finally:
+        instrumentor.uninstrument()
+    assert len(seen) == len(outer) == len(inner) == 1
+    assert len({id(seen[0]), id(outer.last), id(inner.last)}) == 3
+    for report in (outer.last, inner.last):
+        assert report.model == "LlamaForCausalLM"
+        assert float(report.capture.sequences[0].series["entropy"].max()) < 99.0
+    inner.last.capture.sequences[0].series["entropy"][:] = -1.0
+    assert float(outer.last.capture.sequences[0].series["entropy"].min()) >= 0.0
+    entropy = telemetry.span().attributes[sc.COREVITAL_ENTROPY_MEAN]  # written before any consumer ran
+    assert abs(entropy - float(outer.last.capture.sequences[0].series["entropy"].mean())) < 1e-3
 
 
 def test_each_thread_sees_its_own_calls(instrument, telemetry) -> None:

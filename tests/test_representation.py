@@ -211,13 +211,13 @@ def test_a_bad_probe_in_a_profile_gives_one_warning_and_the_shipped_risk_model(
     import yaml
 
     from opentelemetry.instrumentation.corevital import semconv as sc
-    from opentelemetry.instrumentation.corevital.profiles import load_profiles
+    from opentelemetry.instrumentation.corevital.profiles import clear_caches, load_profiles
 
     x, y = _synthetic()
     mapping = fit_risk_model(x, y, probe_shape=(32, 4), use=RISK_FEATURES).to_mapping()
     mapping["probe"]["scale"][0] = -1.0
     (tmp_path / "llama.yaml").write_text(yaml.safe_dump({"name": "llama", "risk_model": mapping}))
-    load_profiles.cache_clear()
+    clear_caches()
     with caplog.at_level(logging.WARNING):
         instrument(profiles_dir=str(tmp_path))
         tiny_models.llama().generate(**tiny_models.prompt(), max_new_tokens=5, do_sample=False)

@@ -86,7 +86,7 @@ def test_the_setting_moves_the_span_score_and_not_the_output(tmp_path, instrumen
 
     import tiny_models
     from opentelemetry.instrumentation.corevital import semconv as sc
-    from opentelemetry.instrumentation.corevital.profiles import load_profiles
+    from opentelemetry.instrumentation.corevital.profiles import clear_caches
     from outputs import assert_identical
 
     x, y = labelled()
@@ -95,7 +95,7 @@ def test_the_setting_moves_the_span_score_and_not_the_output(tmp_path, instrumen
     (directory / "llama.yaml").write_text(
         yaml.safe_dump({"name": "llama", "risk_model": fit_risk_model(x, y).to_mapping()})
     )
-    load_profiles.cache_clear()
+    clear_caches()
     model = tiny_models.llama()
     inputs = tiny_models.prompt()
     plain = model.generate(**inputs, max_new_tokens=5, do_sample=False)
@@ -107,4 +107,4 @@ def test_the_setting_moves_the_span_score_and_not_the_output(tmp_path, instrumen
         assert_identical(plain, out)
         scores.append(telemetry.span().attributes[sc.COREVITAL_RISK_SCORE])
     assert 0.0 < scores[0] < scores[1] < 1.0
-    load_profiles.cache_clear()
+    clear_caches()

@@ -43,7 +43,9 @@ def recorded(
 
 def request(rows: int = 1, prompt: int = 2, **kwargs: object) -> GenerationRequest:
     ids = torch.arange(3, 3 + rows * prompt).reshape(rows, prompt)
-    return GenerationRequest(model_name="tiny", prompt_length=prompt, input_ids=ids, eos_token_ids=(2,), **kwargs)
+    return GenerationRequest(
+        model_name="tiny", prompt_length=prompt, input_ids=ids, eos_token_ids=(2,), **kwargs
+    )
 
 
 def outcome(tokens: list[list[int]], prompt: int = 2, reasons: list[str] | None = None) -> GenerationOutcome:
@@ -130,7 +132,9 @@ def test_nothing_to_read_gives_no_reports() -> None:
     assert read_out(Recording(None, steps), request(), result, PROFILE) == (None, None)
     failed = Recording("hidden", steps, error=RuntimeError("boom"))
     assert read_out(failed, request(), result, PROFILE) == (None, None)
-    capture, health = read_out(Recording("hidden", None, unavailable={"attention": "why"}), request(), result, PROFILE)
+    capture, health = read_out(
+        Recording("hidden", None, unavailable={"attention": "why"}), request(), result, PROFILE
+    )
     assert capture is not None and capture.sequences == [] and capture.unavailable == {"attention": "why"}
     assert health is None
     capture, health = read_out(Recording("logits", steps), request(), result, PROFILE, assess=False)

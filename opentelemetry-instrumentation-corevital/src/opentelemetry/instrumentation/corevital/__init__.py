@@ -122,7 +122,7 @@ class CoreVitalInstrumentor(BaseInstrumentor):
         from ._wrap import GenerateWrapper
         from .capture import HookRegistry
         from .lifecycle import CallLifecycle
-        from .profiles import load_calibration
+        from .profiles import load_calibration, load_profiles
         from .reports import ReportDelivery
         from .telemetry import Instruments, Writer
 
@@ -147,6 +147,14 @@ class CoreVitalInstrumentor(BaseInstrumentor):
             content_in_event=settings.capture_content.in_event,
         )
         calibration = load_calibration(settings.calibration_profile) if settings.calibration_profile else None
+        # Read the model profiles now, so that a bad file is reported at start-up rather than in
+        # the first generate() (each file is read again only when it changes). Never fatal.
+        try:
+            load_profiles(settings.profiles_dir)
+        except Exception as exc:  # pragma: no cover - the loader reports bad files itself
+            logger.warning(
+                "CoreVital: the model profiles could not be read now (%r); trying at the first call.", exc
+            )
         lifecycle = CallLifecycle(
             writer, settings, self._hooks, ReportDelivery(kwargs.get("on_report")), calibration=calibration
         )

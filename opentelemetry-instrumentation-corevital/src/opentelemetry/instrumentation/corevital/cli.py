@@ -11,8 +11,14 @@ drop into ``OTEL_INSTRUMENTATION_COREVITAL_PROFILES_DIR``.
 Prompts are read from a JSON-lines file (``{"prompt": "...", "chat": true}`` per line, the format
 of the evaluation sets) or a plain text file (one prompt per line). Every prompt is generated
 greedily through the instrumentor itself, so the profile describes exactly what the spans carry.
-Progress is kept in ``PROFILE.json.partial.jsonl``: an interrupted run resumes where it stopped.
-Nothing is downloaded: the model is loaded with ``local_files_only``.
+Progress is kept in ``PROFILE.json.partial.jsonl``: an interrupted run resumes where it stopped, as
+long as the prompts file, the model and ``--max-new-tokens`` are the same (each saved run carries
+a hash of them). ``--model`` is a local folder or a hub id; whether a hub id may be downloaded is
+the environment's choice (``HF_HUB_OFFLINE``), never this command's.
+
+Bad input (a missing or unreadable file, a folder where a file is expected, a binary prompts file,
+``--max-new-tokens`` below 1, a model that cannot be loaded) ends the command with one line naming
+the problem and exit status 2, as argparse does for a bad option.
 """
 
 from __future__ import annotations
@@ -22,14 +28,22 @@ import inspect
 import json
 import logging
 import math
-import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
+from .calibrate_inputs import (  # noqa: F401  (read_prompts: public)
+    BadInput,
+    check_arguments,
+    done_runs,
+    parse_prompts,
+    read_prompts,
+    read_prompts_file,
+    resume_key,
+)
 from .signals.representation import PROJECTION_DIMS, state_mean
 from .signals.risk import DEFAULT_RISK_FEATURES, RISK_FEATURES, risk_features
 
@@ -38,46 +52,6 @@ logger = logging.getLogger(__name__)
 #: Per-step series and per-layer fields a calibration profile summarises.
 PROFILE_SERIES = ("entropy", "margin", "surprisal", "topk_mass")
 PROFILE_LAYERS = {"hidden.l2_norm": ("hidden_layers", "l2_norm")}
-
-
-def read_prompts(path: str | Path) -> list[dict[str, Any]]:
-    """Prompts from a JSON-lines file (``prompt`` and optional ``chat``) or one per text line."""
-    prompts = []
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
-        text = line.strip()
-        if not text:
-            continue
-        if text.startswith("{"):
-            try:
-                row = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise SystemExit(f"{path}:{number}: not valid JSON ({exc})") from exc
-            if not isinstance(row.get("prompt"), str):
-                raise SystemExit(f"{path}:{number}: a JSON line needs a string 'prompt'")
-            prompts.append(
-                {"prompt": row["prompt"], "chat": bool(row.get("chat", False)), "label": row.get("label")}
-            )
-        else:
-            prompts.append({"prompt": text, "chat": False})
-    if not prompts:
-        raise SystemExit(f"{path}: no prompts")
-    return prompts
-
-
-def _done(partial: Path) -> dict[int, dict[str, Any]]:
-    """The runs an interrupted calibration already cached, by prompt index; a run cached by a version
-    with other risk features is left out (generated again)."""
-    done: dict[int, dict[str, Any]] = {}
-    if partial.exists():
-        for line in partial.read_text().splitlines():
-            try:
-                row = json.loads(line)
-                if "features" in row and len(row["features"]) != len(RISK_FEATURES):
-                    continue
-                done[int(row["index"])] = row
-            except (ValueError, KeyError, TypeError):
-                continue  # a line cut by an interruption
-    return done
 
 
 def _progress(items: Sequence[Any], total: int, initial: int) -> Iterator[Any]:
@@ -90,10 +64,11 @@ def _progress(items: Sequence[Any], total: int, initial: int) -> Iterator[Any]:
 
 
 def load_model(model: str, gguf_file: str | None) -> tuple[Any, Any]:
-    """The model and tokenizer from a local directory (or the local cache), never the network."""
+    """The model and tokenizer from a local folder or a hub id (downloaded only where the
+    environment allows it: ``HF_HUB_OFFLINE``)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    options: dict[str, Any] = {"local_files_only": True}
+    options: dict[str, Any] = {}
     if gguf_file:
         options["gguf_file"] = gguf_file
     tokenizer = AutoTokenizer.from_pretrained(model, **options)
@@ -108,18 +83,25 @@ def calibrate(args: argparse.Namespace) -> int:
     from . import CoreVitalInstrumentor, health_reports
     from .signals.calibration import ProfileBuilder
 
-    if args.state_features and not args.labels:
-        raise SystemExit("--state-features refits the risk score: it needs --labels")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    prompts = read_prompts(args.labels or args.prompts)
+    check_arguments(args)
+    option = "--labels" if args.labels else "--prompts"
+    source = args.labels or args.prompts
+    data = read_prompts_file(source, option)
+    prompts = parse_prompts(source, data, option)
     if args.labels and any(row.get("label") not in (0, 1, True, False) for row in prompts):
-        raise SystemExit(f"{args.labels}: every line needs a 0/1 'label'")
-    out = Path(args.out)
+        raise BadInput(f"--labels {args.labels}: every line needs a 0/1 'label'")
+    out = Path(args.out).expanduser()
     partial = out.with_name(out.name + ".partial.jsonl")
-    done = _done(partial) if args.resume else {}
+    key = resume_key(data, args.model, args.gguf_file, args.max_new_tokens)
+    done = done_runs(partial, key, len(prompts)) if args.resume else {}
     if not args.resume and partial.exists():
         partial.unlink()
-    model, tokenizer = load_model(args.model, args.gguf_file)
+    try:
+        model, tokenizer = load_model(args.model, args.gguf_file)
+    except Exception as exc:  # a bad folder, a file of another kind, an unknown hub id, no network
+        logger.debug("loading %s failed", args.model, exc_info=True)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise BadInput(f"--model {args.model}: cannot load the model ({first[:300]})") from None
     instrumentor = CoreVitalInstrumentor()
     instrumentor.instrument(tracer_provider=TracerProvider(), capture="hidden")
     try:
@@ -146,6 +128,7 @@ def calibrate(args: argparse.Namespace) -> int:
                 l2 = sequence.hidden_layers.get("l2_norm")
                 record = {
                     "index": index,
+                    "key": key,
                     "features": risk_features(
                         sequence.series,
                         sequence.output_tokens,
@@ -205,7 +188,7 @@ def _write_risk_profile(
     )
     labels = np.array([float(prompts[i]["label"]) for i in indices])
     if len(set(labels.tolist())) < 2:
-        raise SystemExit("--labels needs both failed (1) and good (0) generations")
+        raise BadInput("--labels needs both failed (1) and good (0) generations")
     shapes = {tuple(done[i].get("probe_shape", (0, 0))) for i in indices} - {(0, 0)}
     shape = shapes.pop() if len(shapes) == 1 else (0, 0)
     probe_shape = (int(shape[0]), int(shape[1])) if min(shape) > 0 else None
@@ -249,9 +232,10 @@ modes (give exactly one):
                    model for that model type.
 
 Prompt files are JSON lines ({{"prompt": "...", "chat": true}} per line; chat applies the model's
-chat template) or plain text with one prompt per line. Nothing is downloaded: --model is a local
-directory or a model already in the local cache. Progress is saved beside the output
-(OUT.partial.jsonl), so an interrupted run resumes where it stopped.
+chat template) or plain text with one prompt per line. --model is a local folder or a hub id;
+whether a hub id may be downloaded is up to your environment (HF_HUB_OFFLINE=1 forbids it).
+Progress is saved beside the output (OUT.partial.jsonl), so an interrupted run resumes where it
+stopped, as long as the prompts file, --model and --max-new-tokens are unchanged.
 
 examples:
   corevital calibrate --model ./my-model --prompts healthy.jsonl --out profile.json
@@ -271,9 +255,26 @@ def _formatter(prog: str) -> argparse.HelpFormatter:
     return argparse.RawDescriptionHelpFormatter(prog, max_help_position=24)
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line: the problem, then exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a whole number of at least 1, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``corevital`` argument parser; its help is plain text for a terminal."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="corevital",
         description=DESCRIPTION,
         epilog=EPILOG,
@@ -287,7 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_formatter,
     )
     cal.add_argument(
-        "--model", required=True, help="a local model directory (or a model already in the local cache)"
+        "--model",
+        required=True,
+        help="a local model folder, or a hub id (downloaded if HF_HUB_OFFLINE allows)",
     )
     cal.add_argument("--gguf-file", help="the GGUF file inside --model to load")
     source = cal.add_mutually_exclusive_group(required=True)
@@ -301,7 +304,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cal.add_argument("--out", required=True, help="where to write the profile (JSON; YAML with --labels)")
     cal.add_argument(
-        "--max-new-tokens", type=int, default=64, help="new tokens per prompt, greedy (default %(default)s)"
+        "--max-new-tokens",
+        type=_positive_int,
+        default=64,
+        help="new tokens per prompt, greedy (default %(default)s)",
     )
     cal.add_argument(
         "--no-resume", dest="resume", action="store_false", help="start over, ignoring saved progress"
@@ -317,9 +323,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; bad input ends it with one line on stderr and exit status 2."""
     logging.basicConfig(level=logging.WARNING)
-    args = build_parser().parse_args(argv)
-    return int(args.handler(args))
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except BadInput as exc:
+        parser.exit(2, f"corevital {args.command}: error: {exc}\n")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -177,10 +177,12 @@ class Settings(BaseModel):
     @field_validator("prompt_hash_key", mode="before")
     @classmethod
     def _key(cls, value: Any) -> Any:
-        key = value.encode() if isinstance(value, str) else value
-        if not isinstance(key, bytes) or len(key) < 16:
-            raise ValueError("at least 16 bytes")
-        return key
+        # Counted as documented: characters for text (the environment variable), bytes for bytes.
+        if isinstance(value, str) and len(value) >= 16:
+            return value.encode()
+        if isinstance(value, bytes) and len(value) >= 16:
+            return value
+        raise ValueError("at least 16 characters (16 bytes, given as bytes)")
 
     @classmethod
     def resolve(cls, options: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Settings:
@@ -222,7 +224,7 @@ _SOURCES: dict[str, tuple[str, str]] = {
         ENV_CALIBRATION_PROFILE,
         "the path of a calibration profile JSON file (corevital calibrate --out)",
     ),
-    "prompt_hash_key": (ENV_PROMPT_HASH_KEY, "a secret of at least 16 characters"),
+    "prompt_hash_key": (ENV_PROMPT_HASH_KEY, "a secret of at least 16 characters (16 bytes, given as bytes)"),
     "expected_failure_rate": (
         ENV_EXPECTED_FAILURE_RATE,
         f"a number between 0 and 1, exclusive (default {DEFAULT_EXPECTED_FAILURE_RATE})",

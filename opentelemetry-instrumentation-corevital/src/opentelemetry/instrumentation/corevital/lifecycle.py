@@ -168,8 +168,7 @@ class CallLifecycle:
         # An unsampled span pays for no capture, unless the user asked CoreVital to stop sequences
         # or to hand over the health report in code.
         level: CaptureLevel | None = self.settings.capture if wanted or stop_on else None
-        if level is not None and request.unsupported_reason is not None:
-            self.log_once("capturing this generation mode", NotImplementedError(request.unsupported_reason))
+        if request.unsupported_reason is not None:  # said once at INFO (generation.py), and on the span
             level = None
         return CaptureSession(
             model,

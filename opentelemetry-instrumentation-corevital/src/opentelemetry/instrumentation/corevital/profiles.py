@@ -5,29 +5,59 @@ A model profile holds the thresholds that depend on the model (docs/signals.md, 
 and the fitted risk model; the shipped ones live in ``configs/model_profiles/`` and inside the wheel.
 A calibration profile (``corevital calibrate --prompts``) describes a model's healthy runs.
 
-Bad input never raises into the user's process: a file that cannot be read or parsed, a key that is
-not known, a value of the wrong type or out of range each give one warning naming the file, the
-field, the bad value and the fallback used — the shipped profile's value (model profiles), or no
-calibration (calibration profiles). JSON Schemas of both files are generated into
-``configs/schema/`` (``python configs/generate_schemas.py``) so that editors can validate them.
+Bad input never raises into the user's process: a file that cannot be read or parsed (or is not a
+regular file, too large or nested too deeply), a key that is not known, a value of the wrong type,
+out of range or not finite each give one warning naming the file, the field, the bad value (cut
+short) and the fallback used — the shipped profile's value (model profiles), or no calibration
+(calibration profiles, :mod:`.calibration_file`). Files are read safely (:mod:`.profile_files`),
+once, and again only when they change (:mod:`.file_cache`). JSON Schemas of both files are
+generated into ``configs/schema/`` (``python configs/generate_schemas.py``) so that editors can
+validate them.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, model_validator
 
-from .signals.calibration import PROFILE_VERSION as CALIBRATION_VERSION
-from .signals.calibration import CalibrationProfile, Distribution
+from . import calibration_file
+from .calibration_file import CalibrationFile, DistributionSpec, load_calibration
+from .file_cache import FileCache, FolderListing
+from .profile_files import (
+    MAX_PROFILE_BYTES,
+    MAX_PROFILE_FILES,
+    ProfileModel,
+    Unusable,
+    clip,
+    first_non_finite,
+    listed,
+    parse_yaml,
+    read_text,
+    short,
+    validation_problem,
+)
 from .signals.representation import probe_problem
 from .signals.risk import RISK_FEATURES, RiskModel
+
+__all__ = [
+    "CalibrationFile",
+    "DistributionSpec",
+    "ModelProfile",
+    "ProfileModel",
+    "clear_caches",
+    "json_schemas",
+    "load_calibration",
+    "load_profiles",
+    "profile_for",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -36,10 +66,8 @@ DEFAULT_PROFILE = "default"
 _FEATURE = Literal[RISK_FEATURES]  # type: ignore[valid-type]
 
 
-class RiskPart(BaseModel):
+class RiskPart(ProfileModel):
     """One logistic regression of the risk model: ``σ(w · (x − mean) / scale + b)``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     features: list[_FEATURE] = Field(min_length=1)
     mean: list[float]
@@ -55,11 +83,9 @@ class RiskPart(BaseModel):
     )
 
 
-class ProbeSpec(BaseModel):
+class ProbeSpec(ProfileModel):
     """The linear probe on the mean projected middle-layer state (docs/signals.md, "Representation
     features"), for models of one shape."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     hidden_size: int = Field(ge=1, description="Hidden size of the model it was fitted on")
     layers: int = Field(ge=1, description="Decoder layers of the model it was fitted on")
@@ -78,10 +104,8 @@ class ProbeSpec(BaseModel):
         return self
 
 
-class RiskModelSpec(BaseModel):
+class RiskModelSpec(ProfileModel):
     """The fitted risk model as stored in a profile (docs/evaluation.md)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     split_output_tokens: int = Field(ge=1)
     short: RiskPart
@@ -91,10 +115,8 @@ class RiskModelSpec(BaseModel):
     )
 
 
-class ModelProfile(BaseModel):
+class ModelProfile(ProfileModel):
     """Thresholds for one family of models (docs/signals.md, "Model profiles")."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = DEFAULT_PROFILE
     version: Literal[1] = 1
@@ -156,6 +178,14 @@ class ModelProfile(BaseModel):
 
 
 # -- model profiles -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _ProfileFile:
+    """What one model-profile file sets: its profile's name and its valid fields."""
+
+    name: str
+    fields: dict[str, Any]
+
+
 def _shipped_directory() -> Path | None:
     """The shipped profiles: inside the wheel, or ``configs/`` in a source checkout."""
     packaged = Path(str(resources.files(__package__).joinpath("profiles")))
@@ -163,81 +193,171 @@ def _shipped_directory() -> Path | None:
     return next((d for d in (packaged, source) if d.is_dir()), None)
 
 
-def _read_yaml(path: Path) -> dict[str, Any] | None:
+def _read_profile(
+    path: Path, text: str | Unusable, start: Callable[[str], dict[str, Any]]
+) -> _ProfileFile | None:
+    """The valid fields of the profile at ``path`` (its ``text``, or why it cannot be read); one
+    warning per problem. ``start(name)``: the values the file's fields override (for the fallbacks
+    its warnings name)."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        logger.warning(
-            "CoreVital: ignoring model profile %s: it cannot be read (%s).", path, _first_line(exc)
-        )
+        if isinstance(text, Unusable):
+            raise text
+        data = parse_yaml(text)
+    except Unusable as exc:
+        logger.warning("CoreVital: ignoring model profile %s: %s.", path, exc)
         return None
     if data is None:
-        return {}
+        data = {}
     if not isinstance(data, dict):
         logger.warning(
             "CoreVital: ignoring model profile %s: it must be a mapping of settings, not a %s.",
             path, type(data).__name__,
         )  # fmt: skip
         return None
-    return data
+    name = data.get("name", path.stem)
+    if not isinstance(name, str):
+        logger.warning(
+            "CoreVital: model profile %s: invalid name = %s (a string); using %r.",
+            path, short(name), path.stem,
+        )  # fmt: skip
+        name = path.stem
+    return _ProfileFile(name, _valid_fields(path, {**data, "name": name}, start(name)))
 
 
-def _validated(path: Path, own: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
-    """``base`` updated with every valid field of ``own``; one warning per field left out."""
-    values = dict(base)
+def _valid_fields(path: Path, own: dict[Any, Any], start: dict[str, Any]) -> dict[str, Any]:
+    """The fields of ``own`` that are valid over ``start``; one warning per invalid field and one
+    for all unknown keys. Every field of :class:`ModelProfile` goes through the same path."""
+    known = ModelProfile.model_fields
+    unknown = [key for key in own if key not in known]
+    if unknown:
+        logger.warning(
+            "CoreVital: model profile %s: unknown key%s %s ignored.",
+            path, "s" if len(unknown) > 1 else "", listed(unknown),
+        )  # fmt: skip
+    values, valid = dict(start), {}
     for key, value in own.items():
-        if key not in ModelProfile.model_fields:
-            logger.warning("CoreVital: model profile %s: unknown key %r ignored.", path, key)
+        if key not in known:
             continue
-        try:
-            ModelProfile.model_validate({**values, key: value})
-        except ValidationError as exc:
-            fallback = values.get(key, ModelProfile.model_fields[key].default)
+        problem = _field_problem(key, value, values)
+        if problem is not None:
+            fallback = values.get(key, known[key].default)
             logger.warning(
-                "CoreVital: model profile %s: invalid %s = %r (%s); using %r.",
-                path, key, value, _reason(exc), fallback,
+                "CoreVital: model profile %s: invalid %s%s (%s); using %s.",
+                path, key, "" if isinstance(value, dict) else f" = {short(value)}", problem,
+                "the shipped value" if isinstance(fallback, dict) else short(fallback),
             )  # fmt: skip
             continue
-        except ValueError as exc:  # raised while building the risk model
-            logger.warning(
-                "CoreVital: model profile %s: invalid %s (%s); using the shipped one.", path, key, exc
-            )
-            continue
-        values[key] = value
-    return values
+        values[key] = valid[key] = value
+    return valid
 
 
-@functools.lru_cache(maxsize=8)
+def _field_problem(key: str, value: Any, values: dict[str, Any]) -> str | None:
+    """Why ``value`` cannot be field ``key`` of a profile holding ``values``; ``None`` if it can."""
+    where = first_non_finite(value, key)
+    if where is not None:
+        return f"{where}: not a finite number"
+    try:
+        ModelProfile.model_validate({**values, key: value})
+    except ValidationError as exc:
+        return validation_problem(exc)
+    except Exception as exc:  # raised while building the risk model
+        return clip(str(exc) or type(exc).__name__)
+    return None
+
+
+@functools.cache
+def _shipped() -> tuple[dict[str, Any], dict[str, dict[str, Any]], dict[str, ModelProfile]]:
+    """The shipped default's values, and every shipped profile's values and profile (read once)."""
+    directory = _shipped_directory()
+    base: dict[str, Any] = {}
+    default = directory / f"{DEFAULT_PROFILE}.yaml" if directory is not None else None
+    if default is not None and default.is_file():
+        read = _read_profile(default, _text(default), lambda name: {})
+        base = dict(read.fields) if read is not None else {}
+    raw: dict[str, dict[str, Any]] = {DEFAULT_PROFILE: {**base, "name": DEFAULT_PROFILE}}
+    for path in sorted(directory.glob("*.yaml")) if directory is not None else ():
+        if path.stem != DEFAULT_PROFILE:
+            read = _read_profile(path, _text(path), lambda name: {**base, "architectures": []})
+            if read is not None:
+                raw[read.name] = {**base, "architectures": [], **read.fields}
+    return base, raw, _build(raw, {})
+
+
+def _text(path: Path) -> str | Unusable:
+    try:
+        return read_text(path, MAX_PROFILE_BYTES)
+    except Unusable as exc:
+        return exc
+
+
+def _build(raw: dict[str, dict[str, Any]], fallback: dict[str, ModelProfile]) -> dict[str, ModelProfile]:
+    profiles: dict[str, ModelProfile] = {}
+    for name, data in raw.items():
+        try:
+            profiles[name] = ModelProfile.model_validate(data)
+        except Exception as exc:  # each field was valid alone; together they are not
+            logger.warning("CoreVital: ignoring model profile %r: %s.", name, clip(str(exc)))
+            if name in fallback:
+                profiles[name] = fallback[name]
+    profiles.setdefault(DEFAULT_PROFILE, ModelProfile())
+    return profiles
+
+
+def _start(name: str) -> dict[str, Any]:
+    """What a user's profile of ``name`` overrides: the shipped profile of that name, or the default."""
+    base, raw, _ = _shipped()
+    return dict(raw.get(name) or {**base, "architectures": []})
+
+
+_USER_FILES: FileCache[_ProfileFile | None] = FileCache(
+    lambda path, text: _read_profile(path, text, _start), MAX_PROFILE_BYTES
+)
+_USER_FOLDERS = FolderListing(".yaml", MAX_PROFILE_FILES, "profiles directory", "using the shipped profiles")
+_MERGED: dict[str, tuple[tuple[str, ...], tuple[Any, ...], dict[str, ModelProfile]]] = {}
+_MERGED_LOCK = threading.Lock()
+
+
 def load_profiles(user_dir: str | None = None) -> dict[str, ModelProfile]:
-    """Every profile by name.
+    """Every profile by name. Never raises; cheap when nothing changed (one ``stat`` per file).
 
     A shipped profile starts from the shipped ``default`` profile's values (the fitted risk model
     among them) and overrides what it sets; a profile in ``user_dir`` overrides, field by field,
-    the shipped profile of the same name (or adds a new one on top of the default).
+    the shipped profile of the same name (or adds a new one on top of the default). Each file is
+    read once, and again only when it changes (:mod:`.file_cache`).
     """
-    shipped = _shipped_directory()
-    raw: dict[str, dict[str, Any]] = {}
-    base: dict[str, Any] = {}
-    if shipped is not None and (shipped / f"{DEFAULT_PROFILE}.yaml").exists():
-        base = _validated(
-            shipped / f"{DEFAULT_PROFILE}.yaml", _read_yaml(shipped / f"{DEFAULT_PROFILE}.yaml") or {}, {}
-        )
-    sources = [(path, False) for path in sorted(shipped.glob("*.yaml"))] if shipped else []
-    if user_dir:
-        sources += [(path, True) for path in sorted(Path(user_dir).glob("*.yaml"))]
-    for path, from_user in sources:
-        if not from_user and path.stem == DEFAULT_PROFILE:
-            raw[DEFAULT_PROFILE] = {**base, "name": DEFAULT_PROFILE}
-            continue
-        own = _read_yaml(path)
-        if own is None:
-            continue
-        name = str(own.get("name", path.stem))
-        start = raw.get(name, {**base, "architectures": []}) if from_user else {**base, "architectures": []}
-        raw[name] = _validated(path, {**own, "name": name}, start)
-    profiles = {name: ModelProfile.model_validate(data) for name, data in raw.items()}
-    profiles.setdefault(DEFAULT_PROFILE, ModelProfile())
-    return profiles
+    base, shipped_raw, shipped = _shipped()
+    if not user_dir:
+        return shipped
+    paths = _USER_FOLDERS.paths(user_dir)
+    reads = tuple(_USER_FILES.get(path) for path in paths)
+    with _MERGED_LOCK:
+        cached = _MERGED.get(user_dir)
+        if cached is not None and cached[0] == paths and _same(cached[1], reads):
+            return cached[2]
+        raw = {name: dict(data) for name, data in shipped_raw.items()}
+        for read in reads:
+            if read is not None:
+                raw[read.name] = {**raw.get(read.name, {**base, "architectures": []}), **read.fields}
+        profiles = _build(raw, shipped)
+        _MERGED.pop(user_dir, None)
+        if len(_MERGED) >= 16:  # one directory in practice; many only in a test run
+            _MERGED.pop(next(iter(_MERGED)))
+        _MERGED[user_dir] = (paths, reads, profiles)
+        return profiles
+
+
+def _same(old: tuple[Any, ...], new: tuple[Any, ...]) -> bool:
+    """Whether every file gave the very result it gave before (a changed file gives a new one)."""
+    return len(old) == len(new) and all(a is b for a, b in zip(old, new, strict=True))
+
+
+def clear_caches() -> None:
+    """Forget every file read (tests; a changed file is read again without this)."""
+    _USER_FILES.clear()
+    calibration_file.clear_cache()
+    _USER_FOLDERS.clear()
+    with _MERGED_LOCK:
+        _MERGED.clear()
 
 
 def profile_for(model: Any, user_dir: str | None = None) -> ModelProfile:
@@ -251,75 +371,9 @@ def profile_for(model: Any, user_dir: str | None = None) -> ModelProfile:
     return profiles.get(str(model_type), profiles[DEFAULT_PROFILE])
 
 
-# -- calibration profiles ---------------------------------------------------------------------------
-class DistributionSpec(BaseModel):
-    """One metric's values over healthy runs: count, mean, standard deviation and 5 quantiles."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    count: int = Field(ge=0)
-    mean: float
-    std: float = Field(ge=0, allow_inf_nan=True)
-    quantiles: tuple[float, float, float, float, float]
-
-
-class CalibrationFile(BaseModel):
-    """A calibration profile file (``corevital calibrate --prompts``)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    version: Literal[1]
-    model: str
-    runs: int = Field(ge=0)
-    metrics: dict[str, DistributionSpec] = Field(default_factory=dict)
-    layer_metrics: dict[str, list[DistributionSpec]] = Field(default_factory=dict)
-
-
-def load_calibration(path: str | Path) -> CalibrationProfile | None:
-    """The calibration profile at ``path``; ``None`` (no calibration) with one warning when the file
-    cannot be read or is not a valid profile."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        spec = CalibrationFile.model_validate(data)
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        if isinstance(exc, ValidationError):
-            reason = _reason(exc)
-        elif isinstance(exc, json.JSONDecodeError):
-            reason = f"it is not valid JSON ({_first_line(exc)})"
-        else:
-            reason = f"it cannot be read ({_first_line(exc)})"
-        logger.warning(
-            "CoreVital: ignoring the calibration profile %s: %s. Spans carry no calibration divergence.",
-            path, reason,
-        )  # fmt: skip
-        return None
-
-    def distribution(d: DistributionSpec) -> Distribution:
-        return Distribution(d.count, d.mean, d.std, tuple(d.quantiles))
-
-    return CalibrationProfile(
-        spec.model,
-        spec.runs,
-        {name: distribution(d) for name, d in spec.metrics.items()},
-        {name: [distribution(d) for d in layers] for name, layers in spec.layer_metrics.items()},
-        version=CALIBRATION_VERSION,
-    )
-
-
 def json_schemas() -> dict[str, dict[str, Any]]:
     """The JSON Schemas of the profile files, by file name (``configs/schema/``)."""
     return {
         "model-profile.schema.json": ModelProfile.model_json_schema(),
         "calibration-profile.schema.json": CalibrationFile.model_json_schema(),
     }
-
-
-def _reason(exc: ValidationError) -> str:
-    error = exc.errors()[0]
-    where = ".".join(str(part) for part in error.get("loc", ()))
-    return f"{where}: {error.get('msg', 'invalid')}" if where else str(error.get("msg", "invalid"))
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

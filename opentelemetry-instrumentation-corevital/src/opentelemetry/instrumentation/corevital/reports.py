@@ -15,13 +15,16 @@ Two ways, both thread- and context-safe, and free when unused:
 - a callback for every call in the process: ``CoreVitalInstrumentor().instrument(on_report=fn)``.
 
 A report is delivered when the call returns, after the span is written. Reports are produced even
-for calls whose span is not sampled, as long as someone collects them.
+for calls whose span is not sampled, as long as someone collects them. Every consumer (each
+collecting block, nested ones included, and the callback) gets a report of its own: changing one
+changes no other (the others get deep copies, made only when there is more than one consumer).
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import copy
 import logging
 from collections.abc import Callable, Iterator
 
@@ -82,12 +85,17 @@ class ReportDelivery:
         collectors: tuple[HealthReports, ...] | None = None,
     ) -> None:
         """Give ``report`` to every collector (of this context, unless ``collectors`` says which:
-        those of the context the call started in) and to the callback; a raising callback is
-        reported as a CoreVital error, never raised into the call."""
-        for collector in _COLLECTORS.get() if collectors is None else collectors:
-            collector.append(report)
-        if self._callback is not None:
+        those of the context the call started in) and to the callback, each its own copy (the last
+        one gets ``report`` itself); a raising callback is reported as a CoreVital error, never
+        raised into the call."""
+        targets = list(_COLLECTORS.get() if collectors is None else collectors)
+        callback = self._callback
+        consumers = len(targets) + (callback is not None)
+        copies = [copy.deepcopy(report) for _ in range(consumers - 1)] + [report]
+        for collector, own in zip(targets, copies, strict=False):
+            collector.append(own)
+        if callback is not None:
             try:
-                self._callback(report)
+                callback(copies[-1])
             except Exception as exc:
                 on_error("calling the on_report callback", exc)

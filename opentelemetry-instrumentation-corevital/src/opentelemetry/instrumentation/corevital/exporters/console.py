@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from .metric_view import format_metrics
-from .span_view import format_generation, is_generation_span
+from .span_view import format_generation, is_generation_span, printable
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,8 @@ class CoreVitalConsoleSpanExporter(SpanExporter):
                 text = format_generation(span, self._width)
             except Exception as exc:  # a malformed span must not stop the SDK's export
                 logger.debug("could not format span %r", getattr(span, "name", None), exc_info=True)
-                text = f"== CoreVital: {getattr(span, 'name', '?')} == (read-out not shown: {exc!r})\n"
+                name = printable(str(getattr(span, "name", "?")))
+                text = f"== CoreVital: {name} == (read-out not shown: {exc!r})\n"
             if not _write(self._out, text + "\n"):
                 result = SpanExportResult.FAILURE
         return result

@@ -2,7 +2,8 @@
 
 Histograms show their number of samples, mean, min and max; counters their total. One row per
 metric and attribute set; an attribute that several metrics carry with one value (the model, the
-operation) is printed once above the table. Metrics of other instrumentations are left out.
+operation) is printed once above the table. Metrics of other instrumentations are left out. Control
+characters in an attribute value are printed escaped.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from opentelemetry.sdk.metrics.export import HistogramDataPoint, MetricsData, NumberDataPoint
 
 from .. import semconv as sc
+from .span_view import printable
 
 #: Every metric name CoreVital records (the generated ``METRIC_*`` constants).
 METRIC_NAMES = frozenset(value for name, value in vars(sc).items() if name.startswith("METRIC_"))
@@ -54,10 +56,10 @@ def format_metrics(data: MetricsData | None) -> str:
     shared = _shared_attributes(rows)
     lines = ["== CoreVital metrics (since the process started) =="]
     if shared:
-        lines.append("for " + ", ".join(f"{key}={value}" for key, value in shared.items()))
+        lines.append(printable("for " + ", ".join(f"{key}={value}" for key, value in shared.items())))
     table: list[tuple[str, ...]] = [("metric", "attributes", "n", "mean", "min", "max", "unit")]
     for row in rows:
-        labels = ", ".join(str(v) for k, v in row["attributes"].items() if k not in shared)
+        labels = printable(", ".join(str(v) for k, v in row["attributes"].items() if k not in shared))
         cells: tuple[str, ...] = (_number(row.get("total")), "", "", "")
         if "count" in row:
             cells = (str(row["count"]), _number(row["mean"]), _number(row["min"]), _number(row["max"]))

@@ -4,12 +4,14 @@ Only what a reader needs to judge one ``generate()`` call: the model, tokens in 
 finish reasons, the risk score with its band and factors, health flags with the step they fired,
 early warnings, blamed layers, what CoreVital stopped, and the narrative. Every value comes from
 the span's own attributes and events (names from :mod:`..semconv`); a missing one is left out,
-never guessed.
+never guessed. Control characters in a value (a model name, a narrative) are printed escaped
+(:func:`printable`): a span cannot move the terminal's cursor, colour it, clear it or fake a line.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -22,6 +24,17 @@ from .. import semconv as sc
 SCOPE_NAME = __name__.rsplit(".", 2)[0]
 WIDTH = 100
 LABEL_WIDTH = 11
+# C0 and C1 control characters, DEL, and the bidirectional marks, embeddings, overrides and isolates
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    r"""``text`` with its control characters escaped as Python writes them.
+
+    >>> printable("SmolLM2\x1b[2J\nfake line\u202e")
+    'SmolLM2\\x1b[2J\\nfake line\\u202e'
+    """
+    return _UNSAFE.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def is_generation_span(span: ReadableSpan) -> bool:
@@ -45,7 +58,7 @@ def format_generation(span: ReadableSpan, width: int = WIDTH) -> str:
 
     def line(label: str, text: str) -> None:
         if text:
-            lines.append(_wrap(label, text, width))
+            lines.append(_wrap(label, printable(text), width))
 
     line("model", _model(a))
     line("tokens", _tokens(span, a))
@@ -64,7 +77,7 @@ def format_generation(span: ReadableSpan, width: int = WIDTH) -> str:
 
 # -- lines ---------------------------------------------------------------------------------------
 def _header(span: ReadableSpan) -> str:
-    title = f"== CoreVital: {span.name} =="
+    title = f"== CoreVital: {printable(span.name)} =="
     context = span.context
     if context is not None and context.trace_id:
         title += f" trace {context.trace_id:032x}"

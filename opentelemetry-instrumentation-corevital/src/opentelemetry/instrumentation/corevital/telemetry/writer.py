@@ -169,6 +169,10 @@ class Writer:
                          sc.COREVITAL_CAPTURE_UNAVAILABLE_REASON, reasons)  # fmt: skip
             guard("writing intervention attributes", _set, span, intervention_attributes,
                      capture.interventions)  # fmt: skip
+        elif request.unsupported_reason:  # a decoding mode without one token per step: no level at all
+            guard("writing capture attributes", span.set_attribute,
+                     sc.COREVITAL_CAPTURE_UNAVAILABLE_REASON,
+                     f"{sc.CAPTURE_LEVEL_LOGITS}: {request.unsupported_reason}")  # fmt: skip
         if health is not None:
             guard(
                 "writing health attributes",
