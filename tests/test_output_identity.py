@@ -29,7 +29,10 @@ KERNELS: dict[str, tuple[str, torch.dtype]] = {
 
 def build(factory: Callable[..., Any], kernel: str) -> Any:
     name, dtype = KERNELS[kernel]
-    return factory(attn_implementation=name).to(dtype)
+    try:
+        return factory(attn_implementation=name).to(dtype)
+    except ValueError as exc:  # T5 has no sdpa kernel under transformers 4.5x
+        pytest.skip(f"{factory.__name__} has no {name} kernel here ({str(exc)[:60]})")
 
 
 DECODER_MODES: dict[str, dict[str, Any]] = {
