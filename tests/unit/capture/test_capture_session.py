@@ -3,7 +3,6 @@ what it records, what it drops, what it stops, and what it hands over."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -51,7 +50,9 @@ def forward(session: CaptureSession, ids: torch.Tensor, logits: torch.Tensor, hi
 
 
 def request(rows: int = 1) -> GenerationRequest:
-    return GenerationRequest(model_name="fake", prompt_length=1, input_ids=torch.ones(rows, 1, dtype=torch.long))
+    return GenerationRequest(
+        model_name="fake", prompt_length=1, input_ids=torch.ones(rows, 1, dtype=torch.long)
+    )
 
 
 def test_it_asks_for_hidden_states_records_each_step_and_drops_what_it_asked_for() -> None:
@@ -60,7 +61,9 @@ def test_it_asks_for_hidden_states_records_each_step_and_drops_what_it_asked_for
     outputs = []
     ids = torch.ones(1, 1, dtype=torch.long)
     for _ in range(4):
-        output = forward(session, ids, torch.randn(1, VOCAB, generator=generator), torch.randn(LAYERS, 1, HIDDEN))
+        output = forward(
+            session, ids, torch.randn(1, VOCAB, generator=generator), torch.randn(LAYERS, 1, HIDDEN)
+        )
         outputs.append(output)
         ids = torch.cat((ids, torch.tensor([[3]])), dim=1)
     assert all(o.hidden_states is None for o in outputs)  # what only the capture asked for is gone
@@ -76,7 +79,9 @@ def test_it_asks_for_hidden_states_records_each_step_and_drops_what_it_asked_for
 
 def test_an_unsampled_call_records_timing_only() -> None:
     session = CaptureSession(Model(), request(), None)
-    output = forward(session, torch.ones(1, 1, dtype=torch.long), torch.randn(1, VOCAB), torch.randn(LAYERS, 1, HIDDEN))
+    output = forward(
+        session, torch.ones(1, 1, dtype=torch.long), torch.randn(1, VOCAB), torch.randn(LAYERS, 1, HIDDEN)
+    )
     assert output.hidden_states is None  # nothing was asked for
     recording = session.finish()
     assert recording.level is None and recording.steps is None

@@ -29,7 +29,11 @@ def writer() -> tuple[Writer, InMemorySpanExporter, InMemoryMetricReader]:
     tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
     reader = InMemoryMetricReader()
     meter = MeterProvider(metric_readers=[reader]).get_meter("test")
-    return Writer(tracer_provider.get_tracer("test"), Instruments(meter), None, max_points=16), exporter, reader
+    return (
+        Writer(tracer_provider.get_tracer("test"), Instruments(meter), None, max_points=16),
+        exporter,
+        reader,
+    )
 
 
 def record(call: Call) -> CallRecord:
