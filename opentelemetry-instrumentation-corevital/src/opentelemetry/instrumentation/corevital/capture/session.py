@@ -30,6 +30,7 @@ from .. import semconv as sc
 from ..config import CaptureLevel
 from ..generation import GenerationOutcome, GenerationRequest
 from ..signals._util import nanmean
+from ..signals.streaming import replay
 from ..summaries import (
     ATTENTION_LAYER_FIELDS,
     HIDDEN_LAYER_FIELDS,
@@ -570,20 +571,15 @@ class CaptureSession:
         monitor = self._make_monitor()
         times = self._step_times_ns
         monitor.clock = lambda step: times[step] if step < len(times) else 0
-        entropy, margin = series[rep.SERIES_ENTROPY], series[rep.SERIES_MARGIN]
-        surprisal = series[rep.SERIES_SURPRISAL]
-        n = len(entropy)
-        similarity = series.get(rep.SERIES_HIDDEN_MAX_SIMILARITY, np.full(n, np.nan))
-        nan, inf = nonfinite
-        nan = nan | np.isnan(entropy)
-        values = zip(
-            entropy.tolist(), margin.tolist(), similarity.tolist(), nan.tolist(), inf.tolist(), strict=True
+        return replay(
+            monitor,
+            series[rep.SERIES_ENTROPY],
+            series[rep.SERIES_MARGIN],
+            series[rep.SERIES_SURPRISAL],
+            series.get(rep.SERIES_HIDDEN_MAX_SIMILARITY),
+            *nonfinite,
+            tokens,
         )
-        for step, (e, m, similar, is_nan, is_inf) in enumerate(values):
-            monitor.observe_step(e, m, similar, is_nan, is_inf)
-            if step < len(tokens):
-                monitor.observe_token(tokens[step], float(surprisal[step]))
-        return monitor
 
     def _row_mapping(self, rows: int, returned: int) -> list[int]:
         if rows == returned:
