@@ -31,10 +31,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from eval import graders, heldout, lead_times, replay, signal_table  # noqa: E402
+from eval import graders, healthy_baseline, heldout, lead_times, normalised_features, replay, signals_report  # noqa: E402
 from eval.generate import ARRAYS  # noqa: E402
 from eval.metrics import brier_score, expected_calibration_error  # noqa: E402
 from opentelemetry.instrumentation.corevital import semconv as sc  # noqa: E402
+from opentelemetry.instrumentation.corevital.baseline_spec import baseline_spec, merge_baselines  # noqa: E402
 from opentelemetry.instrumentation.corevital.fitting import fit_platt  # noqa: E402
 from opentelemetry.instrumentation.corevital.profiles import ModelProfile  # noqa: E402
 from opentelemetry.instrumentation.corevital.signals.repetition import (  # noqa: E402
@@ -656,12 +657,16 @@ def evaluate(items: list[Item], report: Path, plots: Path, command: str) -> dict
             lines.append(f"| {threshold} | {int(swept.sum())} | {fmt(auroc(risk[loop_index], swept))} |")
     ablation_lines, results["ablation"] = ablation_section(dev, oof, loto)
     lines += ablation_lines
+    normalised_lines, results["normalised_features"] = normalised_features.ablation(
+        dev, FOLDS, QA_TASKS, auroc
+    )
+    lines += normalised_lines
     if "loops" in tasks:
         budget_lines, results["budgets"] = budget_section(dev)
         lines += budget_lines
     warning_lines, results["early_warning"] = early_warning_section(dev)
     lines += warning_lines
-    signal_lines, results["signals"] = signals_section(items)
+    signal_lines, results["signals"] = signals_report.section(items, chosen, FOLDS, results)
     lines += signal_lines
     lines += ["", "## Plots", ""] + [f"![{t}](evaluation/{t}.png)" for t in results["tasks"]]
     report.parent.mkdir(parents=True, exist_ok=True)
@@ -691,39 +696,6 @@ def early_warning_benefit(dev: list[Item]) -> bool:
     """Whether any early-warning detector showed a measured benefit (``lead_times``)."""
     records = early_warning_records(dev)
     return any(r.benefit(kind == "loops") for kind, rs in records.items() for r in rs.values())
-
-
-def signals_section(items: list[Item]) -> tuple[list[str], dict[str, Any]]:
-    """Every flag, blame reason, compound signal, early warning and narrative sentence of the
-    package's read-out (replayed on the cached arrays, ``eval/replay.py``): how often it fires on
-    healthy generations and on the failures it is meant for (``eval/signal_table.py``)."""
-    usable = [i for i in items if i.arrays is not None and i.shape is not None]
-    if not usable:
-        return [], {}
-
-    def profile_of(item: Item) -> ModelProfile:
-        assert item.shape is not None
-        return replay.shipped_profile(item.shape)
-
-    scored = signal_table.score(usable, profile_of)
-    table_lines, out = signal_table.table(scored, signal_table.blame_reasons())
-    profile = profile_of(usable[0])
-    lines = [
-        "",
-        "## Every signal: false alarms on healthy generations, hits on its failures",
-        "",
-        "The package's own read-out (`signals.assess.assess_report`) replayed on each cached generation's capture "
-        "report (`eval/replay.py`), with the shipped profile the instrumentor picks for this model "
-        f"(`{profile.name}`). Healthy: the easy panel's correct answers, the QA tasks' correct answers, the loop "
-        "set's outputs that do not loop. Failures: the loops, the wrong answers (QA and easy panel) and the "
-        "failure-injection set (`eval/data/inject-dev.jsonl`: 20 easy prompts, each with NaN, +Inf or ×100 "
-        "written into decoder layer 15's output from step 3 on). Early warnings are computed although the "
-        "shipped profiles switch them off. A narrative sentence fires when the narrative contains a sentence "
-        "of that kind.",
-        "",
-        *table_lines,
-    ]
-    return lines, out
 
 
 #: Smaller token budgets the loop prompts are scored at (docs/signals.md, "Short outputs cut by their
@@ -944,14 +916,20 @@ def write_profile(items: list[Item], profile: Path) -> RiskModel:
     data["repetition_similarity_threshold"] = threshold
     data["early_warning"] = early_warning_benefit(items)
     data["risk_model"] = model.to_mapping()
+    healthy = healthy_baseline.healthy_dev(items)
+    if healthy:
+        shipped = baseline_spec(healthy_baseline.build(healthy), healthy_baseline.BUILT_BY)
+        data["baselines"] = merge_baselines(data.get("baselines") or [], [shipped])
     header = [
         line
         for line in profile.read_text().splitlines()
-        if line.startswith("#") and not line.startswith("# risk_model")  # that line is rewritten below
+        if line.startswith("#")
+        and not line.startswith("# risk_model")  # that line is rewritten below
+        and not line.startswith("# --write-profile")
     ]
     header.append(
-        "# risk_model, repetition_* and early_warning are written by eval/evaluate.py --write-profile "
-        "(docs/evaluation.md)."
+        "# risk_model, repetition_*, early_warning and SmolLM2's baseline are written by eval/evaluate.py "
+        "--write-profile (docs/evaluation.md)."
     )
     profile.write_text(
         "\n".join(dict.fromkeys(header)) + "\n" + yaml.safe_dump(data, sort_keys=False, width=110)

@@ -59,6 +59,8 @@ class Signal:
     kind: str
     targets: tuple[str, ...]
     fired: Callable[[Scored], bool]
+    #: Whether it means anything on a healthy generation (not: "the injected layer blamed first").
+    on_healthy: bool = True
 
 
 def _flag_targets(name: str) -> tuple[str, ...]:
@@ -92,6 +94,7 @@ def signals(blame_reasons: Sequence[str]) -> list[Signal]:
             "blame",
             INJECTED,
             lambda s: bool(s.health.blame) and s.health.blame[0].layer == s.injected_layer,
+            on_healthy=False,
         )
     )
     for name in cs.SIGNAL_NAMES:
@@ -136,23 +139,26 @@ def table(scored: list[Scored], blame_reasons: Sequence[str]) -> tuple[list[str]
             lines.append(f"| {signal.name} | {signal.kind} | " + " | ".join("—" for _ in HEALTHY)
                          + " | — | needs attention capture (not measured here) | — |")  # fmt: skip
             continue
-        cells = []
+        cells, by_healthy_group = [], {}
         for key, _ in HEALTHY:
             members = by_group.get(key, [])
-            cells.append(_rate(sum(signal.fired(s) for s in members), len(members)))
+            fired = sum(signal.fired(s) for s in members)
+            cells.append(_rate(fired, len(members)) if signal.on_healthy else "—")
+            by_healthy_group[key] = fired / len(members) if members else math.nan
         false_alarms = sum(signal.fired(s) for s in healthy)
         target = [s for key in signal.targets for s in by_group.get(key, [])]
         hits = sum(signal.fired(s) for s in target)
         labels = dict(FAILURES)
         meant = ", ".join(labels[key] for key in signal.targets)
+        overall = f"**{_rate(false_alarms, len(healthy))}**" if signal.on_healthy else "—"
         lines.append(
             f"| {signal.name} | {signal.kind} | " + " | ".join(cells)
-            + f" | **{_rate(false_alarms, len(healthy))}** | {meant} | **{_rate(hits, len(target))}** |"
+            + f" | {overall} | {meant} | **{_rate(hits, len(target))}** |"
         )  # fmt: skip
         out[f"{signal.kind}/{signal.name.strip('`')}"] = {
             "false_alarms": false_alarms, "healthy": len(healthy), "hits": hits, "targets": len(target),
             "false_alarm_rate": false_alarms / len(healthy) if healthy else math.nan,
-            "hit_rate": hits / len(target) if target else math.nan,
+            "hit_rate": hits / len(target) if target else math.nan, "by_group": by_healthy_group,
         }  # fmt: skip
     layers = Counter(b.layer for s in healthy for b in s.health.blame)
     if layers:
@@ -203,4 +209,4 @@ def score(items: Sequence[Any], profile_of: Callable[[Any], Any]) -> list[Scored
 
 def blame_reasons() -> tuple[str, ...]:
     """The blame reasons the package can give, most severe first."""
-    return tuple(bl._SEVERITY)
+    return bl.REASONS
