@@ -94,6 +94,13 @@ def section(
         "others are alarms). Risk and advice use the shipped risk model (in-sample on the development sets; the "
         "sections above give its out-of-fold figures).",
         "",
+        "Before the baseline (the same table with the code and profiles before it: `git show "
+        "26f08ef:docs/evaluation.md`), the flag `high_entropy_steps` (fixed 3.5 bits) fired on 36% of healthy "
+        "generations and some flag on 36%; every healthy generation had a blamed layer (`l2_norm_outlier`, "
+        "a z-score among layers: layer 28 on 233 of 233; `l2_norm_unstable` on 41%); the narrative's "
+        "entropy-trend sentence came with 27% of healthy generations and 36% of failures. Injections were "
+        "flagged and blamed 100% then too, and `repetition_loop` caught 24 of 25 loops.",
+        "",
         *table_lines,
     ]
     lines += targets(out, results)

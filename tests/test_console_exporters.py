@@ -23,7 +23,8 @@ from opentelemetry.instrumentation.corevital.exporters import (
     format_metrics,
 )
 from opentelemetry.instrumentation.corevital.exporters.span_view import SCOPE_NAME
-from opentelemetry.instrumentation.corevital.signals.risk import format_risk
+from opentelemetry.instrumentation.corevital.signals import blame
+from opentelemetry.instrumentation.corevital.signals.narrative import format_risk
 
 NARRATIVE = (
     "Risk is high (0.99), mainly from repeated_text. Entropy peaked at 7.96 bits at step 21. Health "
@@ -45,11 +46,8 @@ READ_OUT: dict[str, Any] = {
     sc.COREVITAL_EARLY_WARNING_FAILURE_RISK: 0.9,
     sc.COREVITAL_LAYER_BLAME_LAYERS: [28, 2, 3],
     sc.COREVITAL_LAYER_BLAME_DETAILS: json.dumps(
-        [{"layer": 28, "reasons": [sc.LAYER_BLAME_REASON_NAN_OR_INF], "severity": 1.0}]
-        + [
-            {"layer": layer, "reasons": [sc.LAYER_BLAME_REASON_L2_NORM_OUT_OF_RANGE], "severity": 0.5}
-            for layer in (2, 3)
-        ]
+        [{"layer": 28, "reasons": [blame.NAN_OR_INF], "severity": 1.0}]
+        + [{"layer": layer, "reasons": [blame.L2_OUT_OF_RANGE], "severity": 0.5} for layer in (2, 3)]
     ),
     sc.COREVITAL_NARRATIVE: NARRATIVE,
 }

@@ -5,18 +5,17 @@ from __future__ import annotations
 import json
 import logging
 
-import numpy as np
 import pytest
 import yaml
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 
 import tiny_models
+from conftest import synthetic_baseline
 from opentelemetry.instrumentation.corevital import cli
 from opentelemetry.instrumentation.corevital import semconv as sc
-from opentelemetry.instrumentation.corevital.baseline_spec import baseline_spec
 from opentelemetry.instrumentation.corevital.profiles import ModelProfile, load_calibration
-from opentelemetry.instrumentation.corevital.signals.baseline import HealthyRun, build_baseline
+from opentelemetry.instrumentation.corevital.signals import blame
 from tiny_tokenizer import tiny_tokenizer
 
 
@@ -84,18 +83,6 @@ def test_user_profiles_dir_overrides_the_shipped_profile(instrument, telemetry, 
     assert a[sc.COREVITAL_FLAGS] == () and a[sc.COREVITAL_FLAG_HIGH_ENTROPY] is False
 
 
-def synthetic_baseline(layers: int, norm: float, entropy: float, hidden_size: int = 32) -> dict:
-    """A baseline for a tiny model's shape, built from made-up healthy runs (calm entropy, steady
-    norms) — what ``corevital calibrate --prompts`` writes into a profile."""
-    rng = np.random.default_rng(0)
-    runs = [
-        HealthyRun(entropy + rng.normal(0, 0.05, 12), norm * np.exp(rng.normal(0, 0.02, (12, layers))))
-        for _ in range(60)
-    ]
-    built = build_baseline(runs, hidden_size, layers, tiny_models.VOCAB, budget=0.05)
-    return baseline_spec(built, "a test")
-
-
 def test_a_baseline_of_the_model_shape_judges_it(instrument, telemetry, tmp_path) -> None:
     other_shape = synthetic_baseline(layers=3, norm=1.0, entropy=0.1)
     own = synthetic_baseline(layers=4, norm=1000.0, entropy=0.1)
@@ -112,7 +99,7 @@ def test_a_baseline_of_the_model_shape_judges_it(instrument, telemetry, tmp_path
     assert sc.FLAG_HIGH_ENTROPY in a[sc.COREVITAL_FLAGS] and a[sc.COREVITAL_FLAG_HIGH_ENTROPY] is True
     details = json.loads(a[sc.COREVITAL_LAYER_BLAME_DETAILS])
     assert sorted(d["layer"] for d in details) == [0, 1, 2, 3]
-    assert all(sc.LAYER_BLAME_REASON_L2_NORM_OUT_OF_RANGE in d["reasons"] for d in details)
+    assert all(blame.L2_OUT_OF_RANGE in d["reasons"] for d in details)
     assert (
         "Blamed layers: " in a[sc.COREVITAL_NARRATIVE] and "l2_norm_out_of_range" in a[sc.COREVITAL_NARRATIVE]
     )

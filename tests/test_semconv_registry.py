@@ -228,7 +228,6 @@ HAND_WRITTEN_CONSTANTS: dict[str, Any] = {
     "COREVITAL_BASELINE_BUDGET": "corevital.baseline.budget",
     "BASELINE_SOURCE_PROFILE": "profile",
     "BASELINE_SOURCE_NONE": "none",
-    "COREVITAL_LAYER_BLAME_REASON": "corevital.layer_blame.reason",
     "COREVITAL_FLAG_REPETITION_LOOP": "corevital.flag.repetition_loop",
     "COREVITAL_FLAG_MID_LAYER_ANOMALY": "corevital.flag.mid_layer_anomaly",
     "COREVITAL_FLAG_NAME": "corevital.flag.name",
@@ -508,7 +507,7 @@ def _members(generator: ModuleType, attribute: str) -> list[Any]:
 
 def test_enums_list_exactly_the_values_the_code_emits(generator: ModuleType) -> None:
     from opentelemetry.instrumentation.corevital.config import CaptureLevel
-    from opentelemetry.instrumentation.corevital.signals import baseline, blame, compound, early_warning, risk
+    from opentelemetry.instrumentation.corevital.signals import baseline, compound, early_warning, risk
     from opentelemetry.instrumentation.corevital.signals import flags as fl
 
     assert _members(generator, "corevital.capture.level") == [level.value for level in CaptureLevel]
@@ -521,7 +520,6 @@ def test_enums_list_exactly_the_values_the_code_emits(generator: ModuleType) -> 
     assert _members(generator, "corevital.flag.name") == list(fl.FLAG_NAMES)
     assert _members(generator, "corevital.compound_signal.name") == list(compound.SIGNAL_NAMES)
     assert _members(generator, "corevital.early_warning.signal") == list(early_warning.SIGNAL_NAMES)
-    assert _members(generator, "corevital.layer_blame.reason") == list(blame.REASONS)
     assert _members(generator, "corevital.baseline.source") == [baseline.SOURCE_PROFILE, baseline.SOURCE_NONE]
 
 

@@ -493,19 +493,6 @@ COREVITAL_LAYER_BLAME_LAYERS: Final = "corevital.layer_blame.layers"
 COREVITAL_LAYER_BLAME_DETAILS: Final = "corevital.layer_blame.details"
 """string: Every blamed layer with its reasons and severity, as a JSON array."""
 
-COREVITAL_LAYER_BLAME_REASON: Final = "corevital.layer_blame.reason"
-"""string enum: Why a layer was blamed."""
-
-# Values of corevital.layer_blame.reason.
-LAYER_BLAME_REASON_NAN_OR_INF: Final = "nan_or_inf"
-"""The layer's output held NaN or ±Inf (severity 1.0)."""
-LAYER_BLAME_REASON_MID_LAYER_ANOMALY: Final = "mid_layer_anomaly"
-"""The mid-layer anomaly detector marked this middle layer in at least a quarter of the steps (0.7)."""
-LAYER_BLAME_REASON_L2_NORM_OUT_OF_RANGE: Final = "l2_norm_out_of_range"
-"""The layer's L2-norm level left its own healthy range (0.5; needs a baseline)."""
-LAYER_BLAME_REASON_ATTENTION_COLLAPSE: Final = "attention_collapse"
-"""Heads beyond the layer's permanently collapsed ones collapsed in more than half of the steps (0.4)."""
-
 # --- CoreVital fingerprint attributes (registry.corevital.fingerprint) ---
 
 COREVITAL_FINGERPRINT_VECTOR: Final = "corevital.fingerprint.vector"

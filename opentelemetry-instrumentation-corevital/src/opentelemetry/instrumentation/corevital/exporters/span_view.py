@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 
 from .. import semconv as sc
 from ..signals.blame import LayerBlame, describe
-from ..signals.risk import format_risk
+from ..signals.narrative import format_risk
 
 #: The instrumentation scope of CoreVital's spans: the package's own name.
 SCOPE_NAME = __name__.rsplit(".", 2)[0]

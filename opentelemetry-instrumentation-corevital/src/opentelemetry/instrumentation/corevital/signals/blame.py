@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import semconv as sc
 from .baseline import Baseline, out_of_range
 
-NAN_OR_INF = sc.LAYER_BLAME_REASON_NAN_OR_INF
-MID_LAYER_ANOMALY = sc.LAYER_BLAME_REASON_MID_LAYER_ANOMALY
-ATTENTION_COLLAPSE = sc.LAYER_BLAME_REASON_ATTENTION_COLLAPSE
-L2_OUT_OF_RANGE = sc.LAYER_BLAME_REASON_L2_NORM_OUT_OF_RANGE
+# The reasons are values inside ``corevital.layer_blame.details`` (a JSON string, documented with it
+# in the registry), not attribute values of their own.
+NAN_OR_INF = "nan_or_inf"
+MID_LAYER_ANOMALY = "mid_layer_anomaly"
+ATTENTION_COLLAPSE = "attention_collapse"
+L2_OUT_OF_RANGE = "l2_norm_out_of_range"
 
 #: Every blame reason with its severity, most severe first.
 SEVERITY = {

@@ -10,7 +10,7 @@ from . import flags as fl
 from ._util import as_array, finite
 from .blame import LayerBlame, describe
 from .compound import CompoundSignal
-from .risk import HIGH, RiskAssessment, format_risk
+from .risk import HIGH, RiskAssessment
 
 _RECOMMENDATIONS = {
     fl.REPETITION_LOOP: "Consider a repetition penalty, a lower temperature or a shorter token limit.",
@@ -19,6 +19,18 @@ _RECOMMENDATIONS = {
     fl.INF: "Check the inputs and the numerical precision (dtype, quantisation) of the model.",
 }
 _ENTROPY_ADVICE = "Clarify the prompt, or try a model that knows the domain better."
+
+
+def format_risk(score: float) -> str:
+    """A risk score as text that never reads as zero when it is not: two decimals, three below
+    0.01, ``<0.001`` below that.
+
+    >>> format_risk(0.4567), format_risk(0.0042), format_risk(0.00002), format_risk(0.0)
+    ('0.46', '0.004', '<0.001', '0.00')
+    """
+    if 0.0 < score < 0.001:
+        return "<0.001"
+    return f"{score:.3f}" if 0.0 < score < 0.01 else f"{score:.2f}"
 
 
 def _join(items: Sequence[str]) -> str:

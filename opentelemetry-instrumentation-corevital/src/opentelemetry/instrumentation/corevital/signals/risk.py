@@ -36,25 +36,10 @@ def risk_band(score: float) -> str:
     return HIGH if score > 0.7 else MODERATE
 
 
-def format_risk(score: float) -> str:
-    """A risk score as text that never reads as zero when it is not: two decimals, three below
-    0.01, ``<0.001`` below that.
-
-    >>> format_risk(0.4567), format_risk(0.0042), format_risk(0.00002), format_risk(0.0)
-    ('0.46', '0.004', '<0.001', '0.00')
-    """
-    if 0.0 < score < 0.001:
-        return "<0.001"
-    return f"{score:.3f}" if 0.0 < score < 0.01 else f"{score:.2f}"
-
-
 @dataclass
 class RiskAssessment:
-    """The risk score of one sequence, its band and the factors that contributed, largest first.
-
-    ``fitted``: the score comes from a fitted risk model, which reads the generation's statistics
-    and not the health flags (only NaN/Inf set it, to 1.0); the heuristic score adds flag floors.
-    """
+    """The risk score of one sequence, its band and the factors that contributed, largest first;
+    ``fitted``: from a fitted model, which reads no flag (only NaN/Inf set it, to 1.0)."""
 
     score: float
     factors: list[str] = field(default_factory=list)
