@@ -250,3 +250,28 @@ def test_calibrate_cli_writes_the_baseline_into_a_model_profile(tiny_model_dir, 
     assert profile.high_entropy_threshold_bits == written["high_entropy_threshold_bits"]
     with pytest.raises(SystemExit, match="at least 99"):  # too few prompts for the default budget
         cli.main(["calibrate", *arguments, "--max-new-tokens", "5", "--no-resume"])
+
+
+def test_flags_are_counted_as_flags_never_as_early_warnings(instrument, telemetry) -> None:
+    # a middle layer exploding from step 2: the mid-layer anomaly flag, with the shipped profiles
+    # (early-warning detectors off); it used to be passed through into the early warnings too
+    from test_fault_injection import StepCounter, layer_output_hook
+
+    instrument()
+    model = tiny_models.llama(num_hidden_layers=6)
+    counter = StepCounter(model)
+    model.model.layers[2].register_forward_hook(
+        layer_output_hook(lambda h: h * 1000 if counter.step >= 2 else h)
+    )
+    model.generate(**tiny_models.prompt(), max_new_tokens=10, min_new_tokens=10, do_sample=False)
+    a = telemetry.span().attributes
+    assert sc.FLAG_MID_LAYER_ANOMALY in a[sc.COREVITAL_FLAGS]
+    assert a[sc.COREVITAL_EARLY_WARNING_SIGNALS] == () and a[sc.COREVITAL_EARLY_WARNING_FAILURE_RISK] == 0.0
+    metrics = telemetry.metrics()
+    flagged = {
+        p.attributes[sc.COREVITAL_FLAG_NAME]
+        for p in metrics[sc.METRIC_COREVITAL_HEALTH_FLAGS].data.data_points
+    }
+    assert sc.FLAG_MID_LAYER_ANOMALY in flagged
+    warnings = metrics.get(sc.METRIC_COREVITAL_EARLY_WARNINGS)
+    assert warnings is None or not list(warnings.data.data_points)
