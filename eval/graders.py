@@ -70,7 +70,7 @@ def loop(tokens: Sequence[int], threshold: float = 0.3) -> bool:
 
 TASK_OF = {"capital": "capital", "element_symbol": "element_symbol", "addition": "arithmetic",
            "multiplication": "arithmetic", "easy_capital": "easy", "easy_sum": "easy",
-           "easy_symbol": "easy"}  # fmt: skip
+           "easy_symbol": "easy", "inject": "inject"}  # fmt: skip
 
 #: The easy panel's row tasks (``easy-dev.jsonl``) and the grader each one shares with a dev task.
 EASY_GRADER = {"easy_capital": "capital", "easy_sum": "addition", "easy_symbol": "element_symbol"}

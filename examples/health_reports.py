@@ -37,13 +37,15 @@ def main() -> None:
             output = model.generate(**inputs, max_new_tokens=96, do_sample=False)
             first = reports.last
             assert first is not None
-            print(f"first try: risk {first.risk_score:.2f} ({first.risk_band}), flags {first.flags}")
+            # .2g: a small risk never prints as 0.00 (the narrative says why a flag left it low)
+            print(f"first try: risk {first.risk_score:.2g} ({first.risk_band}), flags {first.flags}")
             print(f"  {first.narrative}")
             if first.risk_band == "high":  # retry with a repetition penalty
                 output = model.generate(**inputs, max_new_tokens=96, do_sample=False, repetition_penalty=1.3)
                 second = reports.last
                 assert second is not None
-                print(f"retry:     risk {second.risk_score:.2f} ({second.risk_band}), flags {second.flags}")
+                print(f"retry:     risk {second.risk_score:.2g} ({second.risk_band}), flags {second.flags}")
+                print(f"  {second.narrative}")
         answer = tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
         print(f"\n{answer.strip()}")
     finally:

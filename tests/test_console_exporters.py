@@ -23,10 +23,13 @@ from opentelemetry.instrumentation.corevital.exporters import (
     format_metrics,
 )
 from opentelemetry.instrumentation.corevital.exporters.span_view import SCOPE_NAME
+from opentelemetry.instrumentation.corevital.signals import blame
+from opentelemetry.instrumentation.corevital.signals.narrative import format_risk
 
 NARRATIVE = (
     "Risk is high (0.99), mainly from repeated_text. Entropy peaked at 7.96 bits at step 21. Health "
-    "flags: repetition_loop. Layer 28 stands out (l2_norm_outlier). Consider a repetition penalty."
+    "flags: repetition_loop. Blamed layers: 28 (nan_or_inf); 2, 3 (l2_norm_out_of_range). Consider a "
+    "repetition penalty."
 )
 READ_OUT: dict[str, Any] = {
     sc.GEN_AI_OPERATION_NAME: sc.GEN_AI_OPERATION_TEXT_COMPLETION,
@@ -39,12 +42,12 @@ READ_OUT: dict[str, Any] = {
     sc.COREVITAL_RISK_BAND: sc.RISK_BAND_HIGH,
     sc.COREVITAL_RISK_FACTORS: ["repeated_text", "state_revisited"],
     sc.COREVITAL_FLAGS: [sc.FLAG_REPETITION_LOOP],
-    sc.COREVITAL_FLAG_HIGH_ENTROPY_STEPS: 14,
+    sc.COREVITAL_HIGH_ENTROPY_STEPS: 14,
     sc.COREVITAL_EARLY_WARNING_FAILURE_RISK: 0.9,
     sc.COREVITAL_LAYER_BLAME_LAYERS: [28, 2, 3],
     sc.COREVITAL_LAYER_BLAME_DETAILS: json.dumps(
-        [{"layer": 28, "reasons": ["l2_norm_outlier"], "severity": 0.5}]
-        + [{"layer": layer, "reasons": ["l2_norm_unstable"], "severity": 0.3} for layer in (2, 3)]
+        [{"layer": 28, "reasons": [blame.NAN_OR_INF], "severity": 1.0}]
+        + [{"layer": layer, "reasons": [blame.L2_OUT_OF_RANGE], "severity": 0.5} for layer in (2, 3)]
     ),
     sc.COREVITAL_NARRATIVE: NARRATIVE,
 }
@@ -83,22 +86,32 @@ def test_block_shows_the_read_out_a_person_needs() -> None:
         sc.EVENT_COREVITAL_EARLY_WARNING,
         {sc.COREVITAL_EARLY_WARNING_SIGNAL: "surprisal_volatile", sc.COREVITAL_STEP: 18},
     )
-    fired = [warning, flag_event(sc.FLAG_HIGH_ENTROPY_STEPS, 5), flag_event(sc.FLAG_REPETITION_LOOP, 27)]
+    fired = [warning, flag_event(sc.FLAG_HIGH_ENTROPY, 5), flag_event(sc.FLAG_REPETITION_LOOP, 27)]
     text = format_generation(make_span(READ_OUT, fired))
     lines = text.splitlines()
     assert lines[0].startswith("== CoreVital: text_completion SmolLM2-135M-Instruct == trace ")
     assert "model      SmolLM2-135M-Instruct (huggingface)" in lines
     assert "tokens     40 in, 96 out   2.50 s   finish length" in lines
     assert "risk       0.99 high   factors repeated_text, state_revisited" in lines
-    assert "flags      high_entropy_steps at step 5; repetition_loop at step 27" in lines
+    assert "flags      high_entropy at step 5; repetition_loop at step 27" in lines
     assert "warnings   surprisal_volatile at step 18 (failure risk 0.90)" in lines
-    assert "layers     28 (l2_norm_outlier); 2, 3 (l2_norm_unstable)" in lines
+    # the same layers for the same reasons as the narrative says
+    assert "layers     28 (nan_or_inf); 2, 3 (l2_norm_out_of_range)" in lines
+    assert "Blamed layers: 28 (nan_or_inf); 2, 3 (l2_norm_out_of_range)." in NARRATIVE
     assert not any(line.startswith("stopped") for line in lines)
     narrative = " ".join(
         line[11:] for line in lines[lines.index(next(x for x in lines if x.startswith("narr"))) :]
     )
     assert narrative == NARRATIVE
     assert all(len(line) <= 100 for line in lines)
+
+
+def test_a_small_risk_never_reads_zero_beside_a_flag() -> None:
+    attributes = {**READ_OUT, sc.COREVITAL_RISK_SCORE: 0.000412, sc.COREVITAL_RISK_BAND: sc.RISK_BAND_LOW}
+    lines = format_generation(make_span(attributes, [flag_event(sc.FLAG_REPETITION_LOOP, 27)])).splitlines()
+    assert "risk       <0.001 low   factors repeated_text, state_revisited" in lines
+    attributes[sc.COREVITAL_RISK_SCORE] = 0.0042
+    assert "risk       0.004 low" in format_generation(make_span(attributes))
 
 
 def test_block_shows_an_intervention_and_the_sequence_of_a_batch() -> None:
@@ -123,7 +136,7 @@ def test_missing_or_malformed_attributes_never_raise() -> None:
     text = format_generation(
         make_span({k: v for k, v in odd.items() if v is not None}, [(sc.EVENT_COREVITAL_HEALTH_FLAG, {})])
     )
-    assert "flags      ? at step ?; repetition_loop; 14 high-entropy steps\n" in text
+    assert "flags      ? at step ?; repetition_loop\n" in text  # a count of steps is not a flag
     assert "layers     28, 2, 3\n" in text and "risk       high?" in text and "factors one" in text
     assert "? at step ?" in text and "narrative" not in text and "? in, 96 out" in text
 
@@ -187,10 +200,8 @@ def test_instrumented_generate_prints_one_block(instrument: Any, telemetry: Any)
     (span,) = telemetry.spans()
     assert block.startswith(f"== CoreVital: {span.name} == trace {span.context.trace_id:032x}")
     assert "tokens     5 in, 6 out" in block and "finish length" in block
-    assert (
-        f"risk       {span.attributes[sc.COREVITAL_RISK_SCORE]:.2f} {span.attributes[sc.COREVITAL_RISK_BAND]}"
-        in block
-    )
+    score = format_risk(span.attributes[sc.COREVITAL_RISK_SCORE])
+    assert f"risk       {score} {span.attributes[sc.COREVITAL_RISK_BAND]}" in block
     assert "narrative  Risk is" in block
 
 

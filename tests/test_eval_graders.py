@@ -110,9 +110,16 @@ def test_the_development_sets_live_in_this_repository() -> None:
 
     root = Path(__file__).resolve().parents[1]
     sizes = {name: len(generate.read_set(path)) for name, path in generate.SETS.items()}
-    assert sizes == {"loops": 78, "qa": 299, "easy": 60}
+    assert sizes == {"loops": 78, "qa": 299, "easy": 60, "inject": 60}
     assert all(path.resolve().is_relative_to(root) for path in generate.SETS.values())
     assert generate.read_set(generate.SETS["qa"], limit=4)[0]["task"] == "capital"
+    # the injection set: 20 easy-panel prompts, each with NaN, +Inf and a scale-up in one middle layer
+    easy = {row["prompt"] for row in generate.read_set(generate.SETS["easy"])}
+    injected = generate.read_set(generate.SETS["inject"])
+    assert {row["prompt"] for row in injected} <= easy
+    kinds = [row["inject"]["kind"] for row in injected]
+    assert {kind: kinds.count(kind) for kind in set(kinds)} == {"nan": 20, "inf": 20, "scale": 20}
+    assert len({generate.item_key(row) for row in injected}) == 60  # the injection is part of the key
 
 
 @pytest.mark.parametrize(

@@ -6,13 +6,16 @@ import json
 import logging
 
 import pytest
+import yaml
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 
 import tiny_models
+from conftest import synthetic_baseline
 from opentelemetry.instrumentation.corevital import cli
 from opentelemetry.instrumentation.corevital import semconv as sc
-from opentelemetry.instrumentation.corevital.profiles import load_calibration
+from opentelemetry.instrumentation.corevital.profiles import ModelProfile, load_calibration
+from opentelemetry.instrumentation.corevital.signals import blame
 from tiny_tokenizer import tiny_tokenizer
 
 
@@ -44,7 +47,11 @@ def test_health_attribute_types(instrument, telemetry) -> None:
         sc.COREVITAL_FLAG_MID_LAYER_ANOMALY,
     ):
         assert type(a[key]) is bool
-    assert type(a[sc.COREVITAL_FLAG_HIGH_ENTROPY_STEPS]) is int
+    assert type(a[sc.COREVITAL_FLAG_HIGH_ENTROPY]) is bool
+    assert type(a[sc.COREVITAL_HIGH_ENTROPY_STEPS]) is int
+    assert type(a[sc.COREVITAL_HIGH_ENTROPY_THRESHOLD]) is float
+    assert a[sc.COREVITAL_BASELINE_SOURCE] == sc.BASELINE_SOURCE_NONE  # no baseline for a tiny model
+    assert sc.COREVITAL_BASELINE_BUDGET not in a
     assert type(a[sc.COREVITAL_EARLY_WARNING_FAILURE_RISK]) is float
     assert isinstance(json.loads(a[sc.COREVITAL_LAYER_BLAME_DETAILS]), list)
     assert a[sc.COREVITAL_FINGERPRINT_VERSION] == 2 and len(a[sc.COREVITAL_FINGERPRINT_VECTOR]) == 25
@@ -67,12 +74,35 @@ def test_batch_span_describes_the_worst_sequence(instrument, telemetry) -> None:
 
 
 def test_user_profiles_dir_overrides_the_shipped_profile(instrument, telemetry, tmp_path) -> None:
-    (tmp_path / "llama.yaml").write_text("name: llama\nhigh_entropy_threshold_bits: 0.0\n")
+    (tmp_path / "llama.yaml").write_text("name: llama\nhigh_entropy_threshold_bits: 0.5\n")
     instrument(profiles_dir=str(tmp_path))
     tiny_models.llama().generate(**tiny_models.prompt(), max_new_tokens=6, min_new_tokens=6, do_sample=False)
     a = telemetry.span().attributes
-    assert a[sc.COREVITAL_FLAG_HIGH_ENTROPY_STEPS] == 6
-    assert sc.FLAG_HIGH_ENTROPY_STEPS in a[sc.COREVITAL_FLAGS]
+    assert a[sc.COREVITAL_HIGH_ENTROPY_STEPS] == 6 and a[sc.COREVITAL_HIGH_ENTROPY_THRESHOLD] == 0.5
+    # "high" means unusual for this model: without its baseline the flag is never raised
+    assert a[sc.COREVITAL_FLAGS] == () and a[sc.COREVITAL_FLAG_HIGH_ENTROPY] is False
+
+
+def test_a_baseline_of_the_model_shape_judges_it(instrument, telemetry, tmp_path) -> None:
+    other_shape = synthetic_baseline(layers=3, norm=1.0, entropy=0.1)
+    own = synthetic_baseline(layers=4, norm=1000.0, entropy=0.1)
+    (tmp_path / "llama.yaml").write_text(yaml.safe_dump({"name": "llama", "baselines": [other_shape, own]}))
+    instrument(profiles_dir=str(tmp_path))
+    tiny_models.llama().generate(**tiny_models.prompt(), max_new_tokens=6, min_new_tokens=6, do_sample=False)
+    a = telemetry.span().attributes
+    assert (
+        a[sc.COREVITAL_BASELINE_SOURCE] == sc.BASELINE_SOURCE_PROFILE
+        and a[sc.COREVITAL_BASELINE_BUDGET] == 0.05
+    )
+    # a random tiny model is far more uncertain than these healthy runs, and its norms far smaller
+    assert a[sc.COREVITAL_HIGH_ENTROPY_THRESHOLD] == pytest.approx(own["high_entropy_threshold_bits"])
+    assert sc.FLAG_HIGH_ENTROPY in a[sc.COREVITAL_FLAGS] and a[sc.COREVITAL_FLAG_HIGH_ENTROPY] is True
+    details = json.loads(a[sc.COREVITAL_LAYER_BLAME_DETAILS])
+    assert sorted(d["layer"] for d in details) == [0, 1, 2, 3]
+    assert all(blame.L2_OUT_OF_RANGE in d["reasons"] for d in details)
+    assert (
+        "Blamed layers: " in a[sc.COREVITAL_NARRATIVE] and "l2_norm_out_of_range" in a[sc.COREVITAL_NARRATIVE]
+    )
 
 
 def test_bad_profiles_dir_warns_and_uses_shipped(instrument, telemetry, caplog) -> None:
@@ -203,3 +233,46 @@ def test_calibrate_labels_needs_labels(tiny_model_dir, tmp_path) -> None:
                 str(tmp_path / "x"),
             ]
         )
+
+
+def test_calibrate_cli_writes_the_baseline_into_a_model_profile(tiny_model_dir, tmp_path) -> None:
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("\n".join(json.dumps({"prompt": f"w{10 + i} w{20 + i} w{30 + i}"}) for i in range(5)))
+    out = tmp_path / "llama.yaml"
+    out.write_text("name: llama\nrepetition_ngram: 5\n")  # other settings are kept
+    arguments = ["--model", str(tiny_model_dir), "--prompts", str(prompts), "--out", str(out)]
+    assert cli.main(["calibrate", *arguments, "--max-new-tokens", "5", "--budget", "0.2"]) == 0
+    data = yaml.safe_load(out.read_text())
+    assert data["repetition_ngram"] == 5
+    (written,) = data["baselines"]
+    assert (written["layers"], written["vocab_size"], written["runs"], written["budget"]) == (4, 96, 5, 0.2)
+    profile = ModelProfile.model_validate(data).for_shape(written["hidden_size"], 4, 96)
+    assert profile.baseline is not None
+    assert profile.high_entropy_threshold_bits == written["high_entropy_threshold_bits"]
+    with pytest.raises(SystemExit, match="at least 99"):  # too few prompts for the default budget
+        cli.main(["calibrate", *arguments, "--max-new-tokens", "5", "--no-resume"])
+
+
+def test_flags_are_counted_as_flags_never_as_early_warnings(instrument, telemetry) -> None:
+    # a middle layer exploding from step 2: the mid-layer anomaly flag, with the shipped profiles
+    # (early-warning detectors off); it used to be passed through into the early warnings too
+    from test_fault_injection import StepCounter, layer_output_hook
+
+    instrument()
+    model = tiny_models.llama(num_hidden_layers=6)
+    counter = StepCounter(model)
+    model.model.layers[2].register_forward_hook(
+        layer_output_hook(lambda h: h * 1000 if counter.step >= 2 else h)
+    )
+    model.generate(**tiny_models.prompt(), max_new_tokens=10, min_new_tokens=10, do_sample=False)
+    a = telemetry.span().attributes
+    assert sc.FLAG_MID_LAYER_ANOMALY in a[sc.COREVITAL_FLAGS]
+    assert a[sc.COREVITAL_EARLY_WARNING_SIGNALS] == () and a[sc.COREVITAL_EARLY_WARNING_FAILURE_RISK] == 0.0
+    metrics = telemetry.metrics()
+    flagged = {
+        p.attributes[sc.COREVITAL_FLAG_NAME]
+        for p in metrics[sc.METRIC_COREVITAL_HEALTH_FLAGS].data.data_points
+    }
+    assert sc.FLAG_MID_LAYER_ANOMALY in flagged
+    warnings = metrics.get(sc.METRIC_COREVITAL_EARLY_WARNINGS)
+    assert warnings is None or not list(warnings.data.data_points)

@@ -52,7 +52,7 @@ def test_a_clone_in_a_directory_of_its_own_runs_the_evaluation(tmp_path: Path) -
         cwd=clone, env=env)  # fmt: skip
     outputs = ["--report", str(report / "evaluation.md"), "--json", str(report / "results.json")]
     run([sys.executable, "eval/evaluate.py", "--cache", str(cache), *outputs], cwd=clone, env=env)
-    assert "Items: 6 (loops 2," in (report / "evaluation.md").read_text()  # loops, qa, easy: 2 each
+    assert "Items: 8 (loops 2," in (report / "evaluation.md").read_text()  # loops, qa, easy, inject: 2 each
     # the tests that read the development sets, run from the clone against the clone's code
     selected = [
         "tests/test_eval_graders.py",

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+import yaml
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 from opentelemetry.sdk.metrics.export import Histogram, Sum
@@ -119,7 +120,7 @@ def registry() -> Any:
 
 @pytest.fixture(scope="module")
 def emitted(tmp_path_factory: pytest.TempPathFactory) -> Emitted:
-    from conftest import Telemetry, early_warning_profiles
+    from conftest import Telemetry, early_warning_profiles, synthetic_baseline
     from opentelemetry.instrumentation.corevital import CoreVitalInstrumentor
 
     telemetry = Telemetry()
@@ -128,8 +129,12 @@ def emitted(tmp_path_factory: pytest.TempPathFactory) -> Emitted:
     logger_provider.add_log_record_processor(SimpleLogRecordProcessor(logs))
     instrumentor = CoreVitalInstrumentor()
 
-    # every event and metric must be emitted, so the (opt-in) early-warning detectors are on
+    # every event and metric must be emitted, so the (opt-in) early-warning detectors are on; the
+    # tiny 4-layer llama has a healthy baseline (corevital.baseline.*), the 6-layer one has none
     profiles = early_warning_profiles(tmp_path_factory.mktemp("profiles"))
+    llama = Path(profiles) / "llama.yaml"
+    with llama.open("a") as profile:
+        profile.write(yaml.safe_dump({"baselines": [synthetic_baseline(layers=4, norm=1.0, entropy=3.0)]}))
 
     def instrument(**options: Any) -> None:
         if instrumentor.is_instrumented_by_opentelemetry:

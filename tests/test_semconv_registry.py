@@ -221,14 +221,20 @@ HAND_WRITTEN_CONSTANTS: dict[str, Any] = {
     "COREVITAL_FLAG_INF_DETECTED": "corevital.flag.inf_detected",
     "COREVITAL_FLAG_ATTENTION_COLLAPSE": "corevital.flag.attention_collapse",
     "COREVITAL_FLAG_ATTENTION_COLLAPSE_SEVERITY": "corevital.flag.attention_collapse_severity",
-    "COREVITAL_FLAG_HIGH_ENTROPY_STEPS": "corevital.flag.high_entropy_steps",
+    "COREVITAL_FLAG_HIGH_ENTROPY": "corevital.flag.high_entropy",
+    "COREVITAL_HIGH_ENTROPY_STEPS": "corevital.high_entropy.steps",
+    "COREVITAL_HIGH_ENTROPY_THRESHOLD": "corevital.high_entropy.threshold",
+    "COREVITAL_BASELINE_SOURCE": "corevital.baseline.source",
+    "COREVITAL_BASELINE_BUDGET": "corevital.baseline.budget",
+    "BASELINE_SOURCE_PROFILE": "profile",
+    "BASELINE_SOURCE_NONE": "none",
     "COREVITAL_FLAG_REPETITION_LOOP": "corevital.flag.repetition_loop",
     "COREVITAL_FLAG_MID_LAYER_ANOMALY": "corevital.flag.mid_layer_anomaly",
     "COREVITAL_FLAG_NAME": "corevital.flag.name",
     "FLAG_NAN_DETECTED": "nan_detected",
     "FLAG_INF_DETECTED": "inf_detected",
     "FLAG_ATTENTION_COLLAPSE": "attention_collapse",
-    "FLAG_HIGH_ENTROPY_STEPS": "high_entropy_steps",
+    "FLAG_HIGH_ENTROPY": "high_entropy",
     "FLAG_REPETITION_LOOP": "repetition_loop",
     "FLAG_MID_LAYER_ANOMALY": "mid_layer_anomaly",
     "COREVITAL_COMPOUND_SIGNALS_NAMES": "corevital.compound_signals.names",
@@ -502,7 +508,7 @@ def _members(generator: ModuleType, attribute: str) -> list[Any]:
 
 def test_enums_list_exactly_the_values_the_code_emits(generator: ModuleType) -> None:
     from opentelemetry.instrumentation.corevital.config import CaptureLevel
-    from opentelemetry.instrumentation.corevital.signals import compound, early_warning, risk
+    from opentelemetry.instrumentation.corevital.signals import baseline, compound, early_warning, risk
     from opentelemetry.instrumentation.corevital.signals import flags as fl
 
     assert _members(generator, "corevital.capture.level") == [level.value for level in CaptureLevel]
@@ -514,10 +520,8 @@ def test_enums_list_exactly_the_values_the_code_emits(generator: ModuleType) -> 
     assert _members(generator, "corevital.risk.band") == [risk.LOW, risk.MODERATE, risk.HIGH]
     assert _members(generator, "corevital.flag.name") == list(fl.FLAG_NAMES)
     assert _members(generator, "corevital.compound_signal.name") == list(compound.SIGNAL_NAMES)
-    assert _members(generator, "corevital.early_warning.signal") == [
-        *early_warning.SIGNAL_NAMES,
-        *early_warning.PASSTHROUGH,
-    ]
+    assert _members(generator, "corevital.early_warning.signal") == list(early_warning.SIGNAL_NAMES)
+    assert _members(generator, "corevital.baseline.source") == [baseline.SOURCE_PROFILE, baseline.SOURCE_NONE]
 
 
 @pytest.mark.skipif(shutil.which("weaver") is None, reason="no weaver binary on PATH")

@@ -10,7 +10,14 @@ import pytest
 
 from opentelemetry.instrumentation.corevital import report as rep
 from opentelemetry.instrumentation.corevital.profiles import ModelProfile, load_calibration
-from opentelemetry.instrumentation.corevital.signals import blame, compound, early_warning, flags, risk
+from opentelemetry.instrumentation.corevital.signals import (
+    baseline,
+    blame,
+    compound,
+    early_warning,
+    flags,
+    risk,
+)
 from opentelemetry.instrumentation.corevital.signals.assess import assess
 from opentelemetry.instrumentation.corevital.signals.calibration import (
     Distribution,
@@ -109,13 +116,16 @@ def test_early_warning_quiet_on_degenerate_series(series) -> None:
     assert result.signals == {} and result.failure_risk == 0.0
 
 
-def test_early_warning_scan_reports_first_step_and_passthrough() -> None:
+def test_early_warning_scan_reports_first_step_and_only_detectors() -> None:
     margins = [0.9] * 5 + [0.05] * 5
-    health = flags.HealthFlags(fired={flags.REPETITION_LOOP: 7})
-    result = early_warning.early_warning([1.0] * 10, margins, [1.0] * 10, 4.0, health)
-    assert result.signals[early_warning.MARGIN_COLLAPSED] == 9
-    assert result.signals[flags.REPETITION_LOOP] == 7
-    assert result.failure_risk == 0.9
+    result = early_warning.early_warning([1.0] * 10, margins, [1.0] * 10, 4.0)
+    assert result.signals == {early_warning.MARGIN_COLLAPSED: 9, early_warning.MARGIN_DECLINING: 9}
+    assert result.failure_risk == 0.6
+    # a flag is a flag: streamed firings that are not detectors are left out
+    streamed = {flags.REPETITION_LOOP: 7, early_warning.MARGIN_COLLAPSED: 9}
+    assert early_warning.early_warning([], [], [], 4.0, streamed).signals == {
+        early_warning.MARGIN_COLLAPSED: 9
+    }
 
 
 # -- streaming monitor -------------------------------------------------------------------------
@@ -188,19 +198,86 @@ def test_risk_healthy_low_and_empty() -> None:
 
 
 # -- blame -------------------------------------------------------------------------------------
-def test_layer_blame_reasons() -> None:
-    norms = np.ones((6, 8))
-    norms[:, 5] = 50.0  # a z-score outlier layer
-    norms[1:, 2] = [1, 5, 1, 5, 1]  # unstable across decoding steps
-    nonfinite = np.zeros((6, 8))
+def healthy_runs(n: int = 60, layers: int = 8, seed: int = 0) -> list[baseline.HealthyRun]:
+    """Healthy generations of a model whose last layer's norm is always 20x the others'."""
+    rng = np.random.default_rng(seed)
+    runs = []
+    for _ in range(n):
+        steps = int(rng.integers(8, 40))
+        level = np.r_[np.full(layers - 1, 10.0), 200.0]
+        norms = level * np.exp(rng.normal(0, 0.05, (steps, layers)))
+        runs.append(baseline.HealthyRun(rng.gamma(2.0, 0.8, steps), norms))
+    return runs
+
+
+def test_layer_blame_judges_each_layer_against_its_own_healthy_range() -> None:
+    runs = healthy_runs()
+    model = baseline.build_baseline(runs, hidden_size=16, layers=8, vocab_size=96, budget=0.02)
+    # the last layer is far from the others on every generation: without a baseline nothing is
+    # judged, with one a healthy generation blames nothing
+    assert blame.layer_blame(runs[0].l2_norm) == []
+    assert blame.layer_blame(runs[0].l2_norm, baseline=model) == []
+    norms = np.tile(np.r_[np.full(7, 10.0), 200.0], (12, 1))
+    norms[:, 5] *= 3.0  # out of its own range
+    norms[1:, 2] *= 0.5  # out of its own range, below it
+    norms[6, 3] *= 50.0  # one token's massive activation: not a level
+    nonfinite = np.zeros((12, 8))
     nonfinite[3, 4] = 1
-    blamed = blame.layer_blame(norms, nonfinite)
+    blamed = blame.layer_blame(norms, nonfinite, baseline=model)
     assert [(b.layer, b.reasons) for b in blamed] == [
         (4, [blame.NAN_OR_INF]),
-        (5, [blame.L2_OUTLIER]),
-        (2, [blame.L2_UNSTABLE]),
+        (2, [blame.L2_OUT_OF_RANGE]),
+        (5, [blame.L2_OUT_OF_RANGE]),
     ]
     assert blamed[0].severity == 1.0
+    # a baseline of another layer count is never applied
+    assert blame.layer_blame(norms[:, :6], baseline=model) == []
+
+
+def rates(model: baseline.Baseline, runs: list[baseline.HealthyRun]) -> np.ndarray:
+    """Per signal (layer level, high entropy): the share of ``runs`` it fires on."""
+    fired = []
+    for r in runs:
+        level = baseline.out_of_range(r.l2_norm, model)
+        fired.append(
+            (level.any(), baseline.high_entropy_statistic(r.entropy) > model.high_entropy_threshold_bits)
+        )
+    return np.mean(fired, axis=0)
+
+
+def test_baseline_thresholds_keep_the_budget() -> None:
+    # on the runs it was built from, by construction; on new healthy runs, on average over the draw
+    # of the runs it was built from (the split-conformal guarantee)
+    model = baseline.build_baseline(healthy_runs(200, seed=1), 16, 8, 96, budget=0.05)
+    assert (rates(model, healthy_runs(200, seed=1)) <= 0.05).all()
+    assert model.runs == 200 and model.budget == 0.05 and model.applies(16, 8, 96)
+    assert not model.applies(16, 8, 97)
+    fresh = healthy_runs(500, seed=99)
+    built = [
+        baseline.build_baseline(healthy_runs(100, seed=s), 16, 8, 96, budget=0.05) for s in range(10, 18)
+    ]
+    average = np.mean([rates(m, fresh) for m in built], axis=0)
+    assert (average <= 0.05 + 0.025).all() and (average >= 0.01).all()
+
+
+def test_baseline_needs_enough_runs() -> None:
+    with pytest.raises(ValueError, match="at least 49"):
+        baseline.build_baseline(healthy_runs(48), 16, 8, 96, budget=0.02)
+    with pytest.raises(ValueError, match=r"\[steps, 9\]"):
+        baseline.build_baseline(healthy_runs(60), 16, 9, 96, budget=0.02)
+
+
+def test_statistics_match_the_flags_they_set() -> None:
+    entropy = np.array([5.0, 1.0, 4.0, 0.5, 3.0, 2.0, 6.0, 1.5, 1.0, 2.5])
+    stat = baseline.high_entropy_statistic(entropy)  # the flag fires exactly below this threshold
+    assert flags.high_entropy_flag_step(flags.high_entropy_steps(entropy, stat - 1e-9)) is not None
+    assert flags.high_entropy_flag_step(flags.high_entropy_steps(entropy, stat)) is None
+    norms = np.full((10, 9), 10.0)
+    norms[4:8, 3] = 55.0  # four consecutive steps at 5.5x the early layers
+    stat = baseline.mid_layer_statistic(norms)
+    assert stat == pytest.approx(5.5)
+    assert flags.persistent(flags.mid_layer_anomaly_steps(norms, None, 5.4)) is not None
+    assert flags.persistent(flags.mid_layer_anomaly_steps(norms, None, 5.5)) is None
 
 
 def test_layer_blame_ignores_permanent_sink_heads() -> None:
@@ -247,18 +324,35 @@ def test_narrative_high_risk_with_recommendation() -> None:
         health,
         [1.0, 3.0, 2.0],
         [compound.CompoundSignal("x", 0.5)],
-        [blame.LayerBlame(3, [blame.L2_OUTLIER])],
+        [blame.LayerBlame(3, [blame.L2_OUT_OF_RANGE])],
         token_text=lambda step: f"tok{step}",
     )
     assert "high (0.95)" in text and "step 1" in text and "'tok1'" in text
     assert "repetition penalty" in text and 2 <= sentences(text) <= 6
-    assert "Layer 3 stands out" in text
+    assert "Blamed layers: 3 (l2_norm_out_of_range)." in text
 
 
-def test_narrative_names_several_blamed_layers_in_the_plural() -> None:
-    blamed = [blame.LayerBlame(layer, [blame.L2_OUTLIER]) for layer in (2, 3, 4, 5)]
+def test_narrative_names_every_blamed_layer_with_its_own_reasons() -> None:
+    blamed = [
+        *(blame.LayerBlame(layer, [blame.NAN_OR_INF, blame.MID_LAYER_ANOMALY]) for layer in (15, 16, 17, 18)),
+        blame.LayerBlame(28, [blame.NAN_OR_INF]),
+        blame.LayerBlame(2, [blame.L2_OUT_OF_RANGE]),
+        blame.LayerBlame(3, [blame.L2_OUT_OF_RANGE]),
+    ]
     text = narrative(risk.RiskAssessment(0.5), flags.HealthFlags(), [1.0, 2.0], blamed=blamed)
-    assert "Layers 2, 3 and 4 stand out" in text
+    assert (
+        "Blamed layers: 15-18 (nan_or_inf, mid_layer_anomaly); 28 (nan_or_inf); 2, 3 (l2_norm_out_of_range)."
+        in text
+    )
+
+
+def test_a_flag_beside_a_low_fitted_risk_is_explained_and_the_risk_never_reads_zero() -> None:
+    health = flags.HealthFlags(fired={flags.REPETITION_LOOP: 4})
+    text = narrative(risk.RiskAssessment(0.0004, [], fitted=True), health, [1.0, 2.0])
+    assert "Risk is low (<0.001)" in text
+    assert "Health flags: repetition_loop (the fitted risk score reads" in text
+    heuristic = narrative(risk.RiskAssessment(0.2, []), health, [1.0, 2.0])
+    assert "Health flags: repetition_loop." in heuristic
 
 
 def test_narrative_without_content_has_no_token_text() -> None:

@@ -1,10 +1,14 @@
 """The ``corevital`` command: build a calibration profile from a model's healthy runs.
 
     corevital calibrate --model DIR_OR_ID [--gguf-file NAME] --prompts FILE --out PROFILE.json
+    corevital calibrate --model DIR_OR_ID [--gguf-file NAME] --prompts FILE --out PROFILE.yaml [--budget B]
     corevital calibrate --model DIR_OR_ID [--gguf-file NAME] --labels FILE --out PROFILE.yaml
 
 The first builds a healthy-run profile (``OTEL_INSTRUMENTATION_COREVITAL_CALIBRATION_PROFILE``).
-The second refits the risk score on your own labelled generations (``{"prompt": ..., "label": 1}``
+The second builds the model's healthy baseline (docs/signals.md, "Baseline") and writes it into a
+model profile (created, or updated in place: its other settings and the baselines of other model
+shapes are kept) to drop into ``OTEL_INSTRUMENTATION_COREVITAL_PROFILES_DIR``.
+The third refits the risk score on your own labelled generations (``{"prompt": ..., "label": 1}``
 per line, 1 = the generation failed) and writes a model profile with the fitted ``risk_model`` to
 drop into ``OTEL_INSTRUMENTATION_COREVITAL_PROFILES_DIR``.
 
@@ -153,6 +157,8 @@ def calibrate(args: argparse.Namespace) -> int:
         instrumentor.uninstrument()
     if args.labels:
         return _write_risk_profile(prompts, done, model, out, partial, args.state_features)
+    if out.suffix in (".yaml", ".yml"):
+        return _write_baseline_profile(done, model, out, partial, args.budget)
     builder = ProfileBuilder(model.name_or_path or args.model)
 
     for record in done.values():
@@ -208,10 +214,55 @@ def _write_risk_profile(
     return 0
 
 
+def _write_baseline_profile(
+    done: dict[int, dict[str, Any]], model: Any, out: Path, partial: Path, budget: float
+) -> int:
+    """Build the healthy baseline from the runs and write it into the model profile ``out``."""
+    import yaml
+
+    from .baseline_spec import baseline_spec, merge_baselines, model_shape
+    from .signals.baseline import HealthyRun, build_baseline
+
+    shape = model_shape(model)
+    if shape is None:
+        raise SystemExit(
+            "the model's config has no hidden_size, num_hidden_layers and vocab_size: no baseline"
+        )
+    runs = [
+        HealthyRun(
+            np.asarray(record["series"]["entropy"], dtype=float),
+            np.asarray(record["layers"]["hidden.l2_norm"], dtype=float),
+        )
+        for record in done.values()
+    ]
+    try:
+        baseline = build_baseline(runs, *shape, budget=budget)
+    except ValueError as exc:
+        raise SystemExit(f"no baseline written: {exc}") from exc
+    data: dict[str, Any] = {}
+    if out.exists():
+        loaded = yaml.safe_load(out.read_text(encoding="utf-8"))
+        data = loaded if isinstance(loaded, dict) else {}
+    model_type = str(getattr(getattr(model, "config", None), "model_type", "") or "default")
+    data.setdefault("name", model_type)
+    spec = baseline_spec(baseline, f"corevital calibrate --prompts ({len(runs)} healthy runs)")
+    data["baselines"] = merge_baselines(data.get("baselines") or [], [spec])
+    header = '# Healthy baseline written by `corevital calibrate --prompts` (docs/signals.md, "Baseline").\n'
+    out.write_text(header + yaml.safe_dump(data, sort_keys=False, width=110))
+    partial.unlink(missing_ok=True)
+    print(
+        f"wrote {out}: baseline of {shape} from {len(runs)} runs at a false-alarm budget of {budget:g} "
+        f"(high entropy above {baseline.high_entropy_threshold_bits:.2f} bits)",
+        file=sys.stderr,
+    )
+    return 0
+
+
 DESCRIPTION = "CoreVital's command-line tools."
 EPILOG = """\
 calibrate has two modes:
-  corevital calibrate --prompts FILE ...   write a healthy-run profile (what normal looks like)
+  corevital calibrate --prompts FILE ...   what normal looks like: a healthy-run profile (--out .json)
+                                           or the model's baseline in a model profile (--out .yaml)
   corevital calibrate --labels FILE ...    refit the risk score on your own labelled generations
 
 Run 'corevital calibrate --help' for the details of each mode."""
@@ -221,10 +272,15 @@ CALIBRATE_DESCRIPTION = """\
 Generate every prompt greedily through the CoreVital instrumentor and write a profile.
 
 modes (give exactly one):
-  --prompts FILE   healthy-run profile, written as JSON. Use prompts the model answers well. Point
-                   OTEL_INSTRUMENTATION_COREVITAL_CALIBRATION_PROFILE at the file and every span
+  --prompts FILE   prompts the model answers well. With --out FILE.json: a healthy-run profile;
+                   point OTEL_INSTRUMENTATION_COREVITAL_CALIBRATION_PROFILE at it and every span
                    carries {divergence}: how far that generation's
-                   signals are from the healthy runs.
+                   signals are from the healthy runs. With --out FILE.yaml: the model's healthy
+                   baseline, written into that model profile (other settings and the baselines of
+                   other model shapes kept); put it in OTEL_INSTRUMENTATION_COREVITAL_PROFILES_DIR
+                   and layers are blamed, and high_entropy raised, against this model's own normal,
+                   each threshold at the false-alarm budget (--budget; needs at least 1/budget − 1
+                   prompts: 99 at the default 0.01).
   --labels FILE    risk refit, written as a YAML model profile. One JSON object per line,
                    {{"prompt": "...", "label": 1}}, label 1 when the generation failed and 0 when
                    it was good (both are needed). Put the file in the directory named by
@@ -239,6 +295,7 @@ stopped, as long as the prompts file, --model and --max-new-tokens are unchanged
 
 examples:
   corevital calibrate --model ./my-model --prompts healthy.jsonl --out profile.json
+  corevital calibrate --model ./my-model --prompts healthy.jsonl --out profiles/llama.yaml
   corevital calibrate --model ./my-model --labels labels.jsonl --out profiles/llama.yaml
   corevital calibrate --model ./gguf-dir --gguf-file model.gguf --prompts healthy.txt --out profile.json"""
 
@@ -269,6 +326,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"a whole number of at least 1, not {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _budget(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"the budget is a share between 0 and 1, e.g. 0.01; got {text!r}")
     return value
 
 
@@ -311,6 +378,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cal.add_argument(
         "--no-resume", dest="resume", action="store_false", help="start over, ignoring saved progress"
+    )
+    cal.add_argument(
+        "--budget",
+        type=_budget,
+        default=0.01,
+        help="with --prompts and a .yaml --out: the false-alarm budget of the baseline's thresholds, the "
+        "share of healthy generations each may fire on (default %(default)s)",
     )
     cal.add_argument(
         "--state-features",

@@ -29,6 +29,7 @@ from typing import Any, Literal
 from pydantic import Field, PrivateAttr, ValidationError, model_validator
 
 from . import calibration_file
+from .baseline_spec import BaselineSpec, merge_baselines, model_shape
 from .calibration_file import CalibrationFile, DistributionSpec, load_calibration
 from .file_cache import FileCache, FolderListing
 from .profile_files import (
@@ -44,6 +45,7 @@ from .profile_files import (
     short,
     validation_problem,
 )
+from .signals.baseline import Baseline
 from .signals.representation import probe_problem
 from .signals.risk import RISK_FEATURES, RiskModel
 
@@ -164,8 +166,15 @@ class ModelProfile(ProfileModel):
     risk_model: RiskModelSpec | None = Field(
         default=None, description="The fitted risk model; none: the heuristic"
     )
+    baselines: list[BaselineSpec] = Field(
+        default_factory=list,
+        description="Healthy baselines, one per model shape (hidden size, layers, vocabulary); the one of "
+        'the model\'s shape replaces the fixed thresholds above (docs/signals.md, "Baseline")',
+    )
 
     _risk: RiskModel | None = PrivateAttr(default=None)
+    _baseline: Baseline | None = PrivateAttr(default=None)
+    _by_shape: dict[tuple[int, int, int], ModelProfile] = PrivateAttr(default_factory=dict)
 
     def model_post_init(self, context: Any) -> None:
         if self.risk_model is not None:
@@ -175,6 +184,34 @@ class ModelProfile(ProfileModel):
     def risk(self) -> RiskModel | None:
         """The fitted risk model, ``None`` for the heuristic score."""
         return self._risk
+
+    @property
+    def baseline(self) -> Baseline | None:
+        """The healthy baseline this profile judges with, ``None`` when none applies (a profile
+        only gets one from :meth:`for_shape`)."""
+        return self._baseline
+
+    def for_shape(self, hidden_size: int, layers: int, vocab_size: int) -> ModelProfile:
+        """This profile for a model of that shape: when one of its ``baselines`` was built on such a
+        model, a copy that judges with it (its thresholds replace the fixed ones); else itself."""
+        key = (hidden_size, layers, vocab_size)
+        if key not in self._by_shape:
+            spec = next((b for b in self.baselines if (b.hidden_size, b.layers, b.vocab_size) == key), None)
+            self._by_shape[key] = self if spec is None else self.with_baseline(spec.to_baseline())
+        return self._by_shape[key]
+
+    def with_baseline(self, baseline: Baseline) -> ModelProfile:
+        """A copy that judges with ``baseline``: its entropy threshold and mid-layer multiplier
+        replace this profile's."""
+        copy = self.model_copy(
+            update={
+                "high_entropy_threshold_bits": baseline.high_entropy_threshold_bits,
+                "l2_explosion_multiplier": baseline.l2_explosion_multiplier,
+            }
+        )
+        copy._baseline = baseline
+        copy._by_shape = {}
+        return copy
 
 
 # -- model profiles -------------------------------------------------------------------------------
@@ -238,6 +275,8 @@ def _valid_fields(path: Path, own: dict[Any, Any], start: dict[str, Any]) -> dic
     for key, value in own.items():
         if key not in known:
             continue
+        if key == "baselines" and isinstance(value, list):
+            value = merge_baselines(values.get(key, []), value)
         problem = _field_problem(key, value, values)
         if problem is not None:
             fallback = values.get(key, known[key].default)
@@ -361,14 +400,16 @@ def clear_caches() -> None:
 
 
 def profile_for(model: Any, user_dir: str | None = None) -> ModelProfile:
-    """The profile of ``model``: by architecture class name, then by ``config.model_type``."""
+    """The profile of ``model``: by architecture class name, then by ``config.model_type``; with the
+    healthy baseline of the model's shape when the profile has one (:meth:`ModelProfile.for_shape`)."""
     profiles = load_profiles(user_dir)
     architecture = type(model).__name__
-    for profile in profiles.values():
-        if architecture in profile.architectures:
-            return profile
-    model_type = getattr(getattr(model, "config", None), "model_type", None)
-    return profiles.get(str(model_type), profiles[DEFAULT_PROFILE])
+    chosen = next((p for p in profiles.values() if architecture in p.architectures), None)
+    if chosen is None:
+        model_type = getattr(getattr(model, "config", None), "model_type", None)
+        chosen = profiles.get(str(model_type), profiles[DEFAULT_PROFILE])
+    shape = model_shape(model)
+    return chosen.for_shape(*shape) if shape is not None and chosen.baselines else chosen
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:

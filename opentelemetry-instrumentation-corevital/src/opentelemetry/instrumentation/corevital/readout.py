@@ -11,23 +11,23 @@ touches torch, the session or OpenTelemetry.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from . import report as rep
-from .capture.layout import StepLayout
 from .capture.recording import Recording, Steps
 from .generation import GenerationOutcome, GenerationRequest
 from .profiles import ModelProfile
 from .signals import nanmean
 from .signals.assess import HealthReport, assess_report
 from .signals.calibration import CalibrationProfile
+from .signals.flags import nonfinite_steps
 from .signals.risk import DEFAULT_EXPECTED_FAILURE_RATE
-from .signals.streaming import SequenceMonitor
+from .signals.streaming import SequenceMonitor, replay
 from .summaries import ATTENTION_LAYER_FIELDS, HIDDEN_LAYER_FIELDS, logit_metrics, surprisal_bits
 
-__all__ = ["ReadOutError", "input_row", "make_monitor", "read_out", "sequence_rows"]
+__all__ = ["ReadOutError", "firings_of", "input_row", "make_monitor", "read_out", "sequence_rows"]
 
 
 class ReadOutError(ValueError):
@@ -126,17 +126,9 @@ def read_out(
         steps.packed.shape[1], len(outcome.output_lengths), request.num_beams, request.num_return_sequences
     )
     # Beam rows change meaning between steps: nothing streams over them.
-    replay = profile is not None and request.num_beams <= 1
+    streaming = (profile, request.eos_token_ids) if profile is not None and request.num_beams <= 1 else None
     capture.sequences = [
-        _sequence(
-            steps,
-            index,
-            row,
-            request,
-            outcome,
-            recording.step_times_ns,
-            make_monitor(profile, request.eos_token_ids) if replay and profile is not None else None,
-        )
+        _sequence(steps, index, row, request, outcome, recording.step_times_ns, streaming)
         for index, row in enumerate(rows)
     ]
     for sequence, row in zip(capture.sequences, rows, strict=True):
@@ -163,7 +155,7 @@ def _sequence(
     request: GenerationRequest,
     outcome: GenerationOutcome,
     step_times_ns: Sequence[int],
-    monitor: SequenceMonitor | None,
+    streaming: tuple[ModelProfile, Sequence[int]] | None,
 ) -> rep.SequenceReport:
     """The per-step read-out of returned sequence ``index`` (recorded row ``row``), cut at its end."""
     layout = steps.layout
@@ -203,34 +195,35 @@ def _sequence(
         series[rep.SERIES_ATTENTION_ENTROPY_NORMALIZED] = nanmean(normalized, axis=1)  # all-NaN rows: NaN
         collapsed = attention[:, :, ATTENTION_LAYER_FIELDS.index("collapsed_heads")]
         series[rep.SERIES_ATTENTION_COLLAPSED_HEADS] = collapsed.sum(axis=1)
-    if monitor is not None:
-        report.firings = _replay(monitor, series, layout, data, tokens, step_times_ns)
+    if streaming is not None:
+        report.firings = firings_of(report, *streaming, step_times_ns)
         report.streamed = True
     return report
 
 
-def _replay(
-    monitor: SequenceMonitor,
-    series: Mapping[str, np.ndarray],
-    layout: StepLayout,
-    data: np.ndarray,
-    tokens: Sequence[int],
-    step_times_ns: Sequence[int],
+def firings_of(
+    sequence: rep.SequenceReport,
+    profile: ModelProfile,
+    eos_token_ids: Sequence[int] = (),
+    step_times_ns: Sequence[int] = (),
 ) -> list[rep.Firing]:
-    """Run the streaming detectors over one sequence's recorded steps, as they ran live."""
+    """What the streaming detectors find in one sequence's series and layers, replayed step by step
+    as they ran live (the same monitor a live ``stop_on`` watch runs)."""
+    monitor = make_monitor(profile, eos_token_ids)
     monitor.clock = lambda step: step_times_ns[step] if step < len(step_times_ns) else 0
-    entropy, margin = series[rep.SERIES_ENTROPY], series[rep.SERIES_MARGIN]
-    surprisal = series[rep.SERIES_SURPRISAL]
-    similarity = series.get(rep.SERIES_HIDDEN_MAX_SIMILARITY, np.full(len(entropy), np.nan))
-    nan, inf = layout.nonfinite(data)
-    nan = nan | np.isnan(entropy)
-    values = zip(
-        entropy.tolist(), margin.tolist(), similarity.tolist(), nan.tolist(), inf.tolist(), strict=True
+    series, hidden = sequence.series, sequence.hidden_layers
+    entropy = series[rep.SERIES_ENTROPY]
+    none = np.zeros(len(entropy), dtype=bool)
+    replay(
+        monitor,
+        entropy,
+        series[rep.SERIES_MARGIN],
+        series[rep.SERIES_SURPRISAL],
+        series.get(rep.SERIES_HIDDEN_MAX_SIMILARITY),
+        nonfinite_steps(hidden["nan_count"]) if "nan_count" in hidden else none,
+        nonfinite_steps(hidden["inf_count"]) if "inf_count" in hidden else none,
+        sequence.tokens,
     )
-    for step, (e, m, similar, is_nan, is_inf) in enumerate(values):
-        monitor.observe_step(e, m, similar, is_nan, is_inf)
-        if step < len(tokens):
-            monitor.observe_token(tokens[step], float(surprisal[step]))
     return [firing for firing in monitor.firings if firing.step < len(entropy)]
 
 

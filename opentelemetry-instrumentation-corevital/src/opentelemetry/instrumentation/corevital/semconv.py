@@ -392,8 +392,8 @@ COREVITAL_FLAG_ATTENTION_COLLAPSE: Final = "corevital.flag.attention_collapse"
 COREVITAL_FLAG_ATTENTION_COLLAPSE_SEVERITY: Final = "corevital.flag.attention_collapse_severity"
 """double: How severe the attention collapse is."""
 
-COREVITAL_FLAG_HIGH_ENTROPY_STEPS: Final = "corevital.flag.high_entropy_steps"
-"""int: Number of steps whose entropy exceeded the model profile's threshold."""
+COREVITAL_FLAG_HIGH_ENTROPY: Final = "corevital.flag.high_entropy"
+"""boolean: Whether the sequence raised the `high_entropy` flag."""
 
 COREVITAL_FLAG_REPETITION_LOOP: Final = "corevital.flag.repetition_loop"
 """boolean: Whether the sequence raised the `repetition_loop` flag."""
@@ -408,12 +408,34 @@ FLAG_INF_DETECTED: Final = "inf_detected"
 """A hidden state or the logits contained ±Inf."""
 FLAG_ATTENTION_COLLAPSE: Final = "attention_collapse"
 """The share of collapsed attention heads is catastrophic or rising."""
-FLAG_HIGH_ENTROPY_STEPS: Final = "high_entropy_steps"
-"""Steps whose entropy exceeded the model profile's threshold (4 bits by default)."""
+FLAG_HIGH_ENTROPY: Final = "high_entropy"
+"""More steps than healthy generations of this model have were above its entropy threshold."""
 FLAG_REPETITION_LOOP: Final = "repetition_loop"
 """The last layer's state keeps returning to the same direction (a loop)."""
 FLAG_MID_LAYER_ANOMALY: Final = "mid_layer_anomaly"
 """A middle decoder layer's hidden-state norm is persistently anomalous."""
+
+# --- CoreVital high-entropy step attributes (registry.corevital.high_entropy) ---
+
+COREVITAL_HIGH_ENTROPY_STEPS: Final = "corevital.high_entropy.steps"
+"""int: Number of steps whose entropy exceeded `corevital.high_entropy.threshold`."""
+
+COREVITAL_HIGH_ENTROPY_THRESHOLD: Final = "corevital.high_entropy.threshold"
+"""double: The entropy threshold the steps were counted against."""
+
+# --- CoreVital baseline attributes (registry.corevital.baseline) ---
+
+COREVITAL_BASELINE_SOURCE: Final = "corevital.baseline.source"
+"""string enum: Where the healthy baseline the read-out used came from."""
+
+COREVITAL_BASELINE_BUDGET: Final = "corevital.baseline.budget"
+"""double: The false-alarm budget of the baseline's thresholds."""
+
+# Values of corevital.baseline.source.
+BASELINE_SOURCE_PROFILE: Final = "profile"
+"""A baseline of this model's shape in the model profile (built by `corevital calibrate --prompts`)."""
+BASELINE_SOURCE_NONE: Final = "none"
+"""No baseline for this model; no layer is blamed for its L2 norm and `high_entropy` is not raised."""
 
 # --- CoreVital compound signal attributes (registry.corevital.compound_signal) ---
 
@@ -443,13 +465,13 @@ COMPOUND_SIGNAL_CONFIDENT_REPETITION_RISK: Final = "confident_repetition_risk"
 # --- CoreVital early warning attributes (registry.corevital.early_warning) ---
 
 COREVITAL_EARLY_WARNING_FAILURE_RISK: Final = "corevital.early_warning.failure_risk"
-"""double: The largest failure-risk floor among the early-warning signals that fired."""
+"""double: The largest failure-risk floor among the early-warning detectors that fired."""
 
 COREVITAL_EARLY_WARNING_SIGNALS: Final = "corevital.early_warning.signals"
-"""string[]: The early-warning signals that fired in the sequence."""
+"""string[]: The early-warning detectors that fired in the sequence."""
 
 COREVITAL_EARLY_WARNING_SIGNAL: Final = "corevital.early_warning.signal"
-"""string enum: The name of one early-warning signal."""
+"""string enum: The name of one early-warning trend detector."""
 
 # Values of corevital.early_warning.signal.
 EARLY_WARNING_ENTROPY_ACCELERATING: Final = "entropy_accelerating"
@@ -462,12 +484,6 @@ EARLY_WARNING_SURPRISAL_VOLATILE: Final = "surprisal_volatile"
 """The last 5 surprisals vary more than 1.5 times their mean."""
 EARLY_WARNING_ENTROPY_MARGIN_DIVERGENCE: Final = "entropy_margin_divergence"
 """High recent entropy together with a margin above 0.3."""
-EARLY_WARNING_REPETITION_LOOP: Final = "repetition_loop"
-"""The `repetition_loop` health flag, passed through (failure-risk floor 0.9)."""
-EARLY_WARNING_MID_LAYER_ANOMALY: Final = "mid_layer_anomaly"
-"""The `mid_layer_anomaly` health flag, passed through (failure-risk floor 0.6)."""
-EARLY_WARNING_ATTENTION_COLLAPSE: Final = "attention_collapse"
-"""The `attention_collapse` health flag, passed through (failure-risk floor 0.4)."""
 
 # --- CoreVital layer blame attributes (registry.corevital.layer_blame) ---
 
@@ -667,7 +683,7 @@ METRIC_COREVITAL_COMPOUND_SIGNALS: Final = "corevital.compound_signals"
 """counter, {signal}: Compound signals detected, by signal."""
 
 METRIC_COREVITAL_EARLY_WARNINGS: Final = "corevital.early_warnings"
-"""counter, {warning}: Early warnings raised, by signal."""
+"""counter, {warning}: Early-warning trend detectors that fired, by detector."""
 
 METRIC_COREVITAL_INTERVENTIONS: Final = "corevital.interventions"
 """counter, {intervention}: Sequences CoreVital stopped (`stop_on`), by signal."""

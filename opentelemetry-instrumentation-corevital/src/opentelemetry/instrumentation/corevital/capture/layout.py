@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..signals.flags import nonfinite_steps
 from ..summaries import ATTENTION_LAYER_FIELDS, HIDDEN_LAYER_FIELDS, LOGIT_FIELDS
 
 _NAN_COUNT = HIDDEN_LAYER_FIELDS.index("nan_count")
@@ -79,8 +80,8 @@ class StepLayout:
 
     def nonfinite(self, data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Whether any layer's state held NaN, and whether any held ±Inf, per host row of
-        ``[..., width]`` (both all false without hidden-state columns): the one reduction the live
-        watch and the read-out share.
+        ``[rows, width]`` (both all false without hidden-state columns), with the read-out's own
+        reduction (``signals.flags.nonfinite_steps``).
 
         >>> layout = StepLayout(hidden_layers=2)
         >>> row = np.zeros((1, layout.width)); row[0, layout.hidden.start + 4] = 3.0  # layer 0 NaNs
@@ -90,8 +91,8 @@ class StepLayout:
         if not self.hidden_layers:
             empty = np.zeros(data.shape[:-1], dtype=bool)
             return empty, empty.copy()
-        hidden = np.nan_to_num(self.hidden_fields(data), nan=0.0)
-        return hidden[..., _NAN_COUNT].sum(axis=-1) > 0, hidden[..., _INF_COUNT].sum(axis=-1) > 0
+        hidden = self.hidden_fields(data)
+        return nonfinite_steps(hidden[..., _NAN_COUNT]), nonfinite_steps(hidden[..., _INF_COUNT])
 
     def _require_hidden(self) -> None:
         if not self.hidden_layers:

@@ -12,11 +12,10 @@ prints one block per ``generate()`` call and, at exit, a table of the metrics::
     tokens     40 in, 64 out   4.62 s   finish length
     risk       0.94 high   factors repeated_text, state_revisited, repetition_loop,
                compound:confident_repetition_risk
-    flags      repetition_loop at step 27; high_entropy_steps at step 29
-    warnings   surprisal_volatile at step 18; entropy_accelerating at step 39 (failure risk 0.90)
-    layers     28 (l2_norm_outlier)
+    flags      repetition_loop at step 27
+    layers     none
     narrative  Risk is high (0.94), mainly from repeated_text. Entropy peaked at 7.96 bits at step 21.
-               Health flags: high_entropy_steps and repetition_loop. ...
+               Health flags: repetition_loop. ...
 
 In code: ``BatchSpanProcessor(CoreVitalConsoleSpanExporter())`` on a ``TracerProvider``;
 ``PeriodicExportingMetricReader(CoreVitalConsoleMetricExporter())`` on a ``MeterProvider``.

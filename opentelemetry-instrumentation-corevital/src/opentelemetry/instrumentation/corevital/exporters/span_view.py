@@ -19,6 +19,8 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 
 from .. import semconv as sc
+from ..signals.blame import LayerBlame, describe
+from ..signals.narrative import format_risk
 
 #: The instrumentation scope of CoreVital's spans: the package's own name.
 SCOPE_NAME = __name__.rsplit(".", 2)[0]
@@ -111,7 +113,9 @@ def _tokens(span: ReadableSpan, a: Mapping[str, Any]) -> str:
 
 
 def _risk(a: Mapping[str, Any]) -> str:
-    text = f"{_number(a.get(sc.COREVITAL_RISK_SCORE))} {a.get(sc.COREVITAL_RISK_BAND) or ''}".rstrip()
+    score = a.get(sc.COREVITAL_RISK_SCORE)
+    shown = format_risk(float(score)) if isinstance(score, (int, float)) else _number(score)
+    text = f"{shown} {a.get(sc.COREVITAL_RISK_BAND) or ''}".rstrip()
     factors = _strings(a.get(sc.COREVITAL_RISK_FACTORS))
     return text + ("   factors " + ", ".join(factors) if factors else "   no factor")
 
@@ -119,11 +123,7 @@ def _risk(a: Mapping[str, Any]) -> str:
 def _flags(a: Mapping[str, Any], events: Iterable[Any]) -> str:
     fired = _fired(events, sc.EVENT_COREVITAL_HEALTH_FLAG, sc.COREVITAL_FLAG_NAME)
     names = list(dict.fromkeys([*fired, *_strings(a.get(sc.COREVITAL_FLAGS))]))  # in the order they fired
-    parts = [_at(name, fired.get(name, [])) for name in names]
-    high_entropy = a.get(sc.COREVITAL_FLAG_HIGH_ENTROPY_STEPS)
-    if isinstance(high_entropy, int) and high_entropy > 0 and sc.FLAG_HIGH_ENTROPY_STEPS not in names:
-        parts.append(f"{high_entropy} high-entropy step{'s' if high_entropy != 1 else ''}")
-    return "; ".join(parts)
+    return "; ".join(_at(name, fired.get(name, [])) for name in names)
 
 
 def _warnings(a: Mapping[str, Any], events: Iterable[Any]) -> str:
@@ -136,15 +136,13 @@ def _warnings(a: Mapping[str, Any], events: Iterable[Any]) -> str:
 
 
 def _layers(a: Mapping[str, Any]) -> str:
-    """Blamed layers grouped by their reasons (from the details JSON), else the bare indices:
-    ``28 (l2_norm_outlier); 2, 3, 4 (l2_norm_unstable)``."""
+    """Blamed layers grouped by their reasons (from the details JSON), worded as the narrative words
+    them (``signals.blame.describe``): ``15-29 (nan_or_inf); 2, 3 (l2_norm_unstable)``; else the
+    bare indices."""
     try:
-        groups: dict[str, list[str]] = {}
-        for blamed in json.loads(a[sc.COREVITAL_LAYER_BLAME_DETAILS]):
-            reasons = ", ".join(str(r) for r in blamed.get("reasons") or ())
-            groups.setdefault(reasons, []).append(str(blamed["layer"]))
-        return "; ".join(
-            ", ".join(layers) + (f" ({reasons})" if reasons else "") for reasons, layers in groups.items()
+        details = json.loads(a[sc.COREVITAL_LAYER_BLAME_DETAILS])
+        return describe(
+            [LayerBlame(int(b["layer"]), [str(r) for r in b.get("reasons") or ()]) for b in details]
         )
     except (KeyError, ValueError, TypeError, AttributeError):
         return ", ".join(str(layer) for layer in a.get(sc.COREVITAL_LAYER_BLAME_LAYERS) or ())

@@ -19,6 +19,7 @@ from ..profiles import ModelProfile
 from ..report import EARLY_WARNING, HEALTH_FLAG, Firing
 from . import flags as fl
 from ._util import nanmean
+from .baseline import Baseline
 from .blame import LayerBlame, layer_blame
 from .calibration import CalibrationProfile, Divergence, divergence
 from .compound import CompoundSignal, compound_signals
@@ -77,6 +78,8 @@ class HealthReport:
         worst: the position in ``sequences`` of the sequence the span describes (highest risk, then
             highest failure risk, then first).
         capture: the per-step series and statistics the read-out was computed from.
+        baseline: the model's healthy baseline the read-out judged against (``None``: the model
+            profile has none for this model's shape).
         model: the model name as on the span (``gen_ai.request.model``).
         trace_id, span_id: the span that carries this report, as hex strings (empty when the span
             is not recorded).
@@ -85,6 +88,7 @@ class HealthReport:
     sequences: list[SequenceHealth]
     worst: int
     capture: rep.CaptureReport
+    baseline: Baseline | None = None
     model: str = ""
     trace_id: str = ""
     span_id: str = ""
@@ -182,7 +186,9 @@ def assess_report(
         )
         for sequence in report.sequences
     ]
-    return HealthReport(sequences, worst_sequence(sequences), report, model, trace_id, span_id)
+    return HealthReport(
+        sequences, worst_sequence(sequences), report, profile.baseline, model, trace_id, span_id
+    )
 
 
 def _layer_field(fields: dict[str, np.ndarray], name: str) -> np.ndarray | None:
@@ -217,7 +223,9 @@ def health_flags(
             result.fired[fl.INF] = min(step, result.fired.get(fl.INF, step))
     high = fl.high_entropy_steps(entropy, profile.high_entropy_threshold_bits)
     result.high_entropy_steps = int(high.sum())
-    step = fl.high_entropy_flag_step(high)
+    result.high_entropy_threshold_bits = profile.high_entropy_threshold_bits
+    # "high" means unusual for this model: only judged against its healthy baseline
+    step = fl.high_entropy_flag_step(high) if profile.baseline is not None else None
     if step is not None:
         result.fired[fl.HIGH_ENTROPY] = step
     collapsed = _layer_field(sequence.attention_layers, "collapsed_heads")
@@ -318,13 +326,13 @@ def assess(
     exploded = None
     if l2 is not None and fl.MID_LAYER_ANOMALY in flags:
         exploded = fl.mid_layer_anomalies(l2, _nonfinite(hidden), profile.l2_explosion_multiplier)
-    blamed = layer_blame(l2, _nonfinite(hidden), collapsed, exploded)
+    blamed = layer_blame(l2, _nonfinite(hidden), collapsed, exploded, profile.baseline)
     # The streaming monitor already ran the detectors step by step; without one, scan the series
     # (unless the profile turns the detectors off: then only the flags pass through).
     already: dict[str, int] | None = None
     if streamed or not profile.early_warning:
         already = {f.name: f.step for f in firings if f.kind == EARLY_WARNING}
-    warning = early_warning(entropy, margin, surprisal, profile.high_entropy_threshold_bits, flags, already)
+    warning = early_warning(entropy, margin, surprisal, profile.high_entropy_threshold_bits, already)
     all_firings = list(firings)
     reported = {f.name for f in firings}
     for name, step in flags.fired.items():

@@ -1,26 +1,35 @@
-"""Layer blame: which layers look responsible, and why (docs/signals.md, "Layer blame")."""
+"""Layer blame: which layers look responsible, and why (docs/signals.md, "Layer blame").
+
+A layer is blamed when it departs from *its own* normal — NaN/Inf, an explosion the mid-layer
+detector marked, collapsed heads beyond its permanent ones, or an L2 norm outside the range the
+model's healthy baseline gives that layer — never for differing from the other layers (the last
+layer's norm always does: a property of the architecture, not of a generation).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._util import nanmean, nanstd
+from .baseline import Baseline, out_of_range
 
+# The reasons are values inside ``corevital.layer_blame.details`` (a JSON string, documented with it
+# in the registry), not attribute values of their own.
 NAN_OR_INF = "nan_or_inf"
 MID_LAYER_ANOMALY = "mid_layer_anomaly"
 ATTENTION_COLLAPSE = "attention_collapse"
-L2_OUTLIER = "l2_norm_outlier"
-L2_UNSTABLE = "l2_norm_unstable"
+L2_OUT_OF_RANGE = "l2_norm_out_of_range"
 
-_SEVERITY = {
+#: Every blame reason with its severity, most severe first.
+SEVERITY = {
     NAN_OR_INF: 1.0,
     MID_LAYER_ANOMALY: 0.7,
-    L2_OUTLIER: 0.5,
+    L2_OUT_OF_RANGE: 0.5,
     ATTENTION_COLLAPSE: 0.4,
-    L2_UNSTABLE: 0.3,
 }
+REASONS: tuple[str, ...] = tuple(SEVERITY)
 
 
 @dataclass
@@ -32,7 +41,7 @@ class LayerBlame:
 
     @property
     def severity(self) -> float:
-        return max((_SEVERITY[r] for r in self.reasons), default=0.0)
+        return max((SEVERITY[r] for r in self.reasons), default=0.0)
 
 
 def layer_blame(
@@ -40,20 +49,18 @@ def layer_blame(
     nonfinite: np.ndarray | None = None,
     collapsed_heads: np.ndarray | None = None,
     mid_layer_anomalies: np.ndarray | None = None,
-    z_threshold: float = 2.5,
-    cv_threshold: float = 0.5,
+    baseline: Baseline | None = None,
 ) -> list[LayerBlame]:
     """Blame layers from per-step, per-layer statistics (each ``[steps, layers]``).
 
     - NaN/Inf anywhere in the layer: severity 1.0;
     - a middle layer marked by the mid-layer anomaly detector (``mid_layer_anomalies``, booleans)
-      in at least a quarter of the steps: 0.7 (an addition to the original tool: the detector already
-      knows which layers exploded, and a z-score cannot single them out when several did);
+      in at least a quarter of the steps: 0.7;
+    - with a ``baseline`` of this model: the layer's L2-norm level outside its own healthy range
+      (``l2_norm_out_of_range``, 0.5) at the baseline's false-alarm budget
+      (``signals.baseline.out_of_range``); without one, it is not judged;
     - collapsed heads beyond the layer's permanent ones (structural "sink" heads that are collapsed
-      at every step are not blamed) in more than half of the steps: 0.4;
-    - the layer's mean L2 norm is a z-score outlier (> ``z_threshold``) among layers: 0.5;
-    - the layer's L2 coefficient of variation across the decoding steps (the prefill, which
-      summarises the prompt, excluded) above ``cv_threshold``: 0.3.
+      at every step are not blamed) in more than half of the steps: 0.4.
 
     Returns the blamed layers, most severe first.
     """
@@ -71,16 +78,42 @@ def layer_blame(
         heads = np.nan_to_num(np.asarray(collapsed_heads, dtype=np.float64), nan=0.0)
         beyond_permanent = heads > heads.min(axis=0, keepdims=True)
         blame(beyond_permanent.mean(axis=0) > 0.5, ATTENTION_COLLAPSE)
-    if l2_norm is not None and np.asarray(l2_norm).size:
-        norms = np.asarray(l2_norm, dtype=np.float64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            layer_means = nanmean(norms, axis=0)  # all-NaN layers give NaN
-            spread = float(nanstd(layer_means))
-            if np.isfinite(spread) and spread > 0:
-                blame(np.abs(layer_means - float(nanmean(layer_means))) / spread > z_threshold, L2_OUTLIER)
-            decoding = norms[1:]
-            if decoding.shape[0] >= 2:
-                cv = nanstd(decoding, axis=0) / np.abs(nanmean(decoding, axis=0))
-                blame(np.nan_to_num(cv, nan=0.0) > cv_threshold, L2_UNSTABLE)
-    blamed = [LayerBlame(layer, sorted(set(r), key=list(_SEVERITY).index)) for layer, r in reasons.items()]
+    if baseline is not None and l2_norm is not None and np.asarray(l2_norm).size:
+        blame(out_of_range(np.asarray(l2_norm, dtype=np.float64), baseline), L2_OUT_OF_RANGE)
+    blamed = [LayerBlame(layer, sorted(set(r), key=REASONS.index)) for layer, r in reasons.items()]
     return sorted(blamed, key=lambda b: (-b.severity, b.layer))
+
+
+def _span(layers: Sequence[int]) -> str:
+    """Layer indices with consecutive runs of three or more as ranges.
+
+    >>> _span([15, 16, 17, 18, 3, 5, 6])
+    '3, 5, 6, 15-18'
+    """
+    ordered = sorted(set(layers))
+    parts: list[str] = []
+    start = 0
+    while start < len(ordered):
+        end = start
+        while end + 1 < len(ordered) and ordered[end + 1] == ordered[end] + 1:
+            end += 1
+        if end - start >= 2:
+            parts.append(f"{ordered[start]}-{ordered[end]}")
+        else:
+            parts.extend(str(v) for v in ordered[start : end + 1])
+        start = end + 1
+    return ", ".join(parts)
+
+
+def describe(blamed: Sequence[LayerBlame]) -> str:
+    """The blamed layers grouped by their reasons, most severe group first — the one wording the
+    narrative and the console view share, so that both name the same layers for the same reasons.
+
+    >>> blamed = [LayerBlame(15, ["nan_or_inf"]), LayerBlame(16, ["nan_or_inf"])]
+    >>> describe([*blamed, LayerBlame(3, ["l2_norm_out_of_range"])])
+    '15, 16 (nan_or_inf); 3 (l2_norm_out_of_range)'
+    """
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for b in blamed:
+        groups.setdefault(tuple(b.reasons), []).append(b.layer)
+    return "; ".join(f"{_span(layers)} ({', '.join(reasons)})" for reasons, layers in groups.items())

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import semconv as sc
-from . import flags as fl
 from ._util import as_array, finite_list, list_mean
 
 WINDOW = 5
@@ -24,18 +23,13 @@ MARGIN_DECLINING = sc.EARLY_WARNING_MARGIN_DECLINING
 SURPRISAL_VOLATILE = sc.EARLY_WARNING_SURPRISAL_VOLATILE
 ENTROPY_MARGIN_DIVERGENCE = sc.EARLY_WARNING_ENTROPY_MARGIN_DIVERGENCE
 
-#: failure_risk floor of each detector, and of the health flags passed through.
+#: failure_risk floor of each detector.
 FLOORS: Mapping[str, float] = {
     ENTROPY_ACCELERATING: 0.7,
     MARGIN_COLLAPSED: 0.6,
     MARGIN_DECLINING: 0.5,
     SURPRISAL_VOLATILE: 0.5,
     ENTROPY_MARGIN_DIVERGENCE: 0.55,
-}
-PASSTHROUGH: Mapping[str, float] = {
-    fl.REPETITION_LOOP: 0.9,
-    fl.MID_LAYER_ANOMALY: 0.6,
-    fl.ATTENTION_COLLAPSE: 0.4,
 }
 
 #: Every early-warning signal name.
@@ -114,10 +108,11 @@ def detect(
 
 @dataclass
 class EarlyWarning:
-    """Early-warning result of one sequence.
+    """Early-warning result of one sequence: the trend detectors only (health flags are reported as
+    flags, not passed through here).
 
     Attributes:
-        signals: detector (and passed-through flag) names with the first step each held.
+        signals: detector names with the first step each held.
         failure_risk: the largest floor among them (0 when none fired).
     """
 
@@ -125,8 +120,7 @@ class EarlyWarning:
 
     @property
     def failure_risk(self) -> float:
-        floors = {**FLOORS, **PASSTHROUGH}
-        return max((floors[name] for name in self.signals), default=0.0)
+        return max((FLOORS[name] for name in self.signals), default=0.0)
 
 
 def scan(
@@ -150,16 +144,11 @@ def early_warning(
     margin: np.ndarray | Iterable[float],
     surprisal: np.ndarray | Iterable[float],
     threshold_bits: float,
-    health_flags: fl.HealthFlags | None = None,
     streamed: Mapping[str, int] | None = None,
 ) -> EarlyWarning:
-    """Streaming detectors plus the health flags they pass through (repetition, mid-layer, collapse).
+    """The trend detectors of one sequence: the first step each one held.
 
     ``streamed``: what a streaming monitor already found (then the series are not scanned again).
     """
     signals = dict(streamed) if streamed is not None else scan(entropy, margin, surprisal, threshold_bits)
-    if health_flags is not None:
-        for name in PASSTHROUGH:
-            if name in health_flags.fired:
-                signals.setdefault(name, health_flags.fired[name])
-    return EarlyWarning(signals)
+    return EarlyWarning({name: step for name, step in signals.items() if name in FLOORS})

@@ -14,7 +14,7 @@ from ._util import as_array, nanmedian_rows
 NAN = sc.FLAG_NAN_DETECTED
 INF = sc.FLAG_INF_DETECTED
 ATTENTION_COLLAPSE = sc.FLAG_ATTENTION_COLLAPSE
-HIGH_ENTROPY = sc.FLAG_HIGH_ENTROPY_STEPS
+HIGH_ENTROPY = sc.FLAG_HIGH_ENTROPY
 REPETITION_LOOP = sc.FLAG_REPETITION_LOOP
 MID_LAYER_ANOMALY = sc.FLAG_MID_LAYER_ANOMALY
 
@@ -29,12 +29,15 @@ class HealthFlags:
     Attributes:
         fired: the flags that fired, by name, with the step at which each first held.
         attention_collapse_severity: 0 when attention did not collapse, else 0.2, 0.4 or 0.8.
-        high_entropy_steps: steps whose entropy exceeded the profile's threshold.
+        high_entropy_steps: steps whose entropy exceeded ``high_entropy_threshold_bits`` (a count,
+            reported whether or not the ``high_entropy`` flag was raised).
+        high_entropy_threshold_bits: the threshold they were counted against (NaN: not judged).
     """
 
     fired: dict[str, int] = field(default_factory=dict)
     attention_collapse_severity: float = 0.0
     high_entropy_steps: int = 0
+    high_entropy_threshold_bits: float = math.nan
 
     def __contains__(self, name: object) -> bool:
         return name in self.fired
@@ -72,8 +75,10 @@ def high_entropy_steps(entropy: np.ndarray | Iterable[float], threshold_bits: fl
 
 
 def high_entropy_flag_step(high: np.ndarray | Iterable[bool], min_share: float = 0.2) -> int | None:
-    """The step at which high-entropy steps became a flag: at least ``max(2, ceil(min_share × T))``
-    of them. One uncertain step (often the first, boilerplate token) is not a health problem.
+    """The step at which high-entropy steps became the ``high_entropy`` flag: at least
+    ``max(2, ceil(min_share × T))`` of them. One uncertain step (often the first, boilerplate token)
+    is not a health problem. The threshold that makes a step "high" comes from the model's healthy
+    baseline (``signals.baseline.high_entropy_statistic`` is what it is set on).
 
     >>> high_entropy_flag_step([True, False, False, False]) is None
     True

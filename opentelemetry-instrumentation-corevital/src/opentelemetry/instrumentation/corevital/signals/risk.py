@@ -38,10 +38,12 @@ def risk_band(score: float) -> str:
 
 @dataclass
 class RiskAssessment:
-    """The risk score of one sequence, its band and the factors that contributed, largest first."""
+    """The risk score of one sequence, its band and the factors that contributed, largest first;
+    ``fitted``: from a fitted model, which reads no flag (only NaN/Inf set it, to 1.0)."""
 
     score: float
     factors: list[str] = field(default_factory=list)
+    fitted: bool = False
 
     @property
     def band(self) -> str:
@@ -401,4 +403,4 @@ def model_risk(
         if name in health_flags and name not in factors:
             factors.append(name)
     factors += [f"compound:{c.name}" for c in compound]
-    return RiskAssessment(score, factors)
+    return RiskAssessment(score, factors, fitted=True)

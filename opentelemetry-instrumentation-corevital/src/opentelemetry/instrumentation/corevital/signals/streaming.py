@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
 
 from ..report import EARLY_WARNING, HEALTH_FLAG, Firing
 from . import early_warning as ew
@@ -21,7 +24,7 @@ from . import flags as fl
 from ._util import list_mean
 from .repetition import RepetitionDetector
 
-__all__ = ["EARLY_WARNING", "HEALTH_FLAG", "Firing", "SequenceMonitor"]
+__all__ = ["EARLY_WARNING", "HEALTH_FLAG", "Firing", "SequenceMonitor", "replay"]
 
 # The longest tails the early-warning detectors read (entropy_accelerating: 10 values).
 _TAIL = 10
@@ -141,3 +144,46 @@ def _push(tail: list[float], value: float) -> None:
     tail.append(value)
     if len(tail) > _TAIL:
         del tail[0]
+
+
+class _Observer(Protocol):
+    def observe_step(
+        self, entropy: float, margin: float, similarity: float = ..., nan: bool = ..., inf: bool = ...
+    ) -> list[Any]: ...
+
+    def observe_token(self, token: int, surprisal: float = ...) -> list[Any]: ...
+
+
+_M = TypeVar("_M", bound=_Observer)
+
+
+def replay(
+    monitor: _M,
+    entropy: np.ndarray,
+    margin: np.ndarray,
+    surprisal: np.ndarray,
+    similarity: np.ndarray | None,
+    nan: np.ndarray,
+    inf: np.ndarray,
+    tokens: Sequence[int],
+) -> _M:
+    """Feed a fresh monitor one sequence's finished steps, as it would have seen them live, and
+    return it (its ``firings`` are then those of a live run). ``nan`` / ``inf``: per step, whether a
+    hidden state held one (a NaN entropy counts as NaN too); ``similarity``: the
+    ``hidden.max_similarity`` series, ``None`` below the ``hidden`` level."""
+    n = len(entropy)
+    similar = np.full(n, np.nan) if similarity is None else np.asarray(similarity, dtype=np.float64)
+    nan = np.asarray(nan, dtype=bool) | np.isnan(np.asarray(entropy, dtype=np.float64))
+    values = zip(
+        np.asarray(entropy, dtype=np.float64).tolist(),
+        np.asarray(margin, dtype=np.float64).tolist(),
+        similar.tolist(),
+        nan.tolist(),
+        np.asarray(inf, dtype=bool).tolist(),
+        strict=True,
+    )
+    for step, (e, m, s, is_nan, is_inf) in enumerate(values):
+        monitor.observe_step(e, m, s, is_nan, is_inf)
+        if step < len(tokens):
+            monitor.observe_token(tokens[step], float(surprisal[step]))
+    return monitor

@@ -20,6 +20,7 @@ _FLAG_ATTRIBUTES = {
     fl.NAN: sc.COREVITAL_FLAG_NAN_DETECTED,
     fl.INF: sc.COREVITAL_FLAG_INF_DETECTED,
     fl.ATTENTION_COLLAPSE: sc.COREVITAL_FLAG_ATTENTION_COLLAPSE,
+    fl.HIGH_ENTROPY: sc.COREVITAL_FLAG_HIGH_ENTROPY,
     fl.REPETITION_LOOP: sc.COREVITAL_FLAG_REPETITION_LOOP,
     fl.MID_LAYER_ANOMALY: sc.COREVITAL_FLAG_MID_LAYER_ANOMALY,
 }
@@ -33,7 +34,7 @@ def health_attributes(health: HealthReport, prompt_hash: str | None) -> Attribut
         sc.COREVITAL_RISK_BAND: worst.risk.band,
         sc.COREVITAL_RISK_FACTORS: list(worst.risk.factors),
         sc.COREVITAL_FLAGS: worst.flags.names,
-        sc.COREVITAL_FLAG_HIGH_ENTROPY_STEPS: worst.flags.high_entropy_steps,
+        sc.COREVITAL_HIGH_ENTROPY_STEPS: worst.flags.high_entropy_steps,
         sc.COREVITAL_FLAG_ATTENTION_COLLAPSE_SEVERITY: worst.flags.attention_collapse_severity,
         sc.COREVITAL_COMPOUND_SIGNALS_NAMES: [c.name for c in worst.compound],
         sc.COREVITAL_COMPOUND_SIGNALS_SEVERITIES: [c.severity for c in worst.compound],
@@ -50,6 +51,13 @@ def health_attributes(health: HealthReport, prompt_hash: str | None) -> Attribut
     }
     for name, key in _FLAG_ATTRIBUTES.items():
         attributes[key] = name in worst.flags
+    if math.isfinite(worst.flags.high_entropy_threshold_bits):
+        attributes[sc.COREVITAL_HIGH_ENTROPY_THRESHOLD] = round(worst.flags.high_entropy_threshold_bits, 6)
+    if health.baseline is not None:
+        attributes[sc.COREVITAL_BASELINE_SOURCE] = sc.BASELINE_SOURCE_PROFILE
+        attributes[sc.COREVITAL_BASELINE_BUDGET] = health.baseline.budget
+    else:
+        attributes[sc.COREVITAL_BASELINE_SOURCE] = sc.BASELINE_SOURCE_NONE
     if prompt_hash is not None:
         attributes[sc.COREVITAL_PROMPT_HASH] = prompt_hash
     if worst.divergence is not None:

@@ -87,7 +87,7 @@ class Instruments:
         self.early_warnings = meter.create_counter(
             sc.METRIC_COREVITAL_EARLY_WARNINGS,
             unit="{warning}",
-            description="Early warnings raised, by signal",
+            description="Early-warning trend detectors that fired, by detector",
         )
         self.interventions = meter.create_counter(
             sc.METRIC_COREVITAL_INTERVENTIONS, unit="{intervention}",
