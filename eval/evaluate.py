@@ -36,7 +36,7 @@ from eval.generate import ARRAYS  # noqa: E402
 from eval.metrics import brier_score, expected_calibration_error  # noqa: E402
 from opentelemetry.instrumentation.corevital import semconv as sc  # noqa: E402
 from opentelemetry.instrumentation.corevital.baseline_spec import baseline_spec, merge_baselines  # noqa: E402
-from opentelemetry.instrumentation.corevital.fitting import fit_platt  # noqa: E402
+from opentelemetry.instrumentation.corevital.fitting import fit_platt, scored_rows  # noqa: E402
 from opentelemetry.instrumentation.corevital.profiles import ModelProfile  # noqa: E402
 from opentelemetry.instrumentation.corevital.signals.repetition import (  # noqa: E402
     RepetitionDetector,
@@ -729,7 +729,14 @@ def budget_section(dev: list[Item]) -> tuple[list[str], dict[str, Any]]:
             continue
         labels = np.array([c.label for c in cut])
         scores = np.array(
-            [float(models[c.fold].predict(c.features, DEFAULT_EXPECTED_FAILURE_RATE)) for c in cut]
+            [
+                float(
+                    models[c.fold].predict(
+                        scored_rows(models[c.fold], c.features), DEFAULT_EXPECTED_FAILURE_RATE
+                    )
+                )
+                for c in cut
+            ]
         )
         healthy = scores[~labels]
         row = {

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from opentelemetry.instrumentation.corevital.fitting import fit_risk_model
+from opentelemetry.instrumentation.corevital.fitting import fit_risk_model, scored_rows
 from opentelemetry.instrumentation.corevital.signals.risk import DEFAULT_RISK_FEATURES, RiskModel
 
 #: ``(hidden size, decoder layers)`` of the model the cached generations come from, set by
@@ -58,7 +58,7 @@ class HeldOut:
 def score(model: RiskModel, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(raw probability, training rate of the scoring regime)`` per row of ``x`` (features, then
     the mean projected state, which the model's probe scores)."""
-    x = model.with_probe(x)
+    x = scored_rows(model, x)
     raw, rate = np.zeros(len(x)), np.zeros(len(x))
     for k, row in enumerate(x):
         part = model.part(row)

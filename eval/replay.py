@@ -117,6 +117,6 @@ def read_out(
 ) -> HealthReport:
     """The package's health report of one cached generation under ``profile``."""
     report = capture_report(arrays, finish_reason, hidden_size, profile)
-    health = assess_report(report, profile, expected_failure_rate=expected_failure_rate)
+    health = assess_report(report, profile.thresholds, expected_failure_rate=expected_failure_rate)
     assert health is not None
     return health

@@ -143,7 +143,9 @@ def augmented(data: Data, budgets: tuple[int, ...]) -> str:
         )
         test = data.folds == fold
         oof[test] = heldout.score(model, data.x[test])[0]
-        cut_scores[fold_cut == fold] = np.asarray(model.predict(x_cut[fold_cut == fold], 0.2))
+        cut_scores[fold_cut == fold] = np.asarray(
+            model.predict(heldout.scored_rows(model, x_cut[fold_cut == fold]), 0.2)
+        )
     cells = []
     for task in ev.TASKS:
         index = data.tasks == task

@@ -235,7 +235,7 @@ def test_calibrate_labels_needs_labels(tiny_model_dir, tmp_path) -> None:
         )
 
 
-def test_calibrate_cli_writes_the_baseline_into_a_model_profile(tiny_model_dir, tmp_path) -> None:
+def test_calibrate_cli_writes_the_baseline_into_a_model_profile(tiny_model_dir, tmp_path, capsys) -> None:
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("\n".join(json.dumps({"prompt": f"w{10 + i} w{20 + i} w{30 + i}"}) for i in range(5)))
     out = tmp_path / "llama.yaml"
@@ -249,8 +249,10 @@ def test_calibrate_cli_writes_the_baseline_into_a_model_profile(tiny_model_dir, 
     profile = ModelProfile.model_validate(data).for_shape(written["hidden_size"], 4, 96)
     assert profile.baseline is not None
     assert profile.high_entropy_threshold_bits == written["high_entropy_threshold_bits"]
-    with pytest.raises(SystemExit, match="at least 99"):  # too few prompts for the default budget
+    # too few prompts for the default budget: one line, exit status 2
+    with pytest.raises(SystemExit) as stopped:
         cli.main(["calibrate", *arguments, "--max-new-tokens", "5", "--no-resume"])
+    assert stopped.value.code == 2 and "at least 99" in capsys.readouterr().err
 
 
 def test_flags_are_counted_as_flags_never_as_early_warnings(instrument, telemetry) -> None:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import tiny_models
-from opentelemetry.instrumentation.corevital.fitting import fit_probe, fit_risk_model
+from opentelemetry.instrumentation.corevital.fitting import fit_probe, fit_risk_model, scored_rows
 from opentelemetry.instrumentation.corevital.profiles import ModelProfile
 from opentelemetry.instrumentation.corevital.signals.representation import (
     StateProbe,
@@ -150,9 +150,9 @@ def test_probe_is_cross_fitted_and_carried_by_the_risk_model() -> None:
     for part in (model.short, model.long):
         assert part.weights[column] > 0.3  # the risk model relies on the probe's score
     test_x, test_y = _synthetic(seed=1)
-    assert auroc(np.asarray(model.predict(test_x)), test_y.astype(bool)) > 0.75
+    assert auroc(np.asarray(model.predict(scored_rows(model, test_x))), test_y.astype(bool)) > 0.75
     # without its input the feature is undefined and counts as average
-    plain = model.with_probe(test_x)
+    plain = scored_rows(model, test_x)
     plain[:, column] = np.nan
     assert auroc(np.asarray(model.predict(plain)), test_y.astype(bool)) < 0.65
     # without probe_shape no probe is fitted; by default (the shipped feature set) neither state

@@ -410,7 +410,7 @@ def make_sequence(steps: int, layers: int = 6, index: int = 0) -> rep.SequenceRe
 
 @pytest.mark.parametrize("steps", [0, 1, 3, 50])
 def test_assess_healthy_sequences_of_any_length(steps) -> None:
-    health = assess(make_sequence(steps), ModelProfile())
+    health = assess(make_sequence(steps), ModelProfile().thresholds)
     assert health.flags.names == []
     assert health.risk.band == "low"
     assert len(health.fingerprint) == FINGERPRINT_LENGTH
@@ -420,7 +420,7 @@ def test_assess_healthy_sequences_of_any_length(steps) -> None:
 def test_assess_nan_in_a_middle_layer() -> None:
     sequence = make_sequence(10)
     sequence.hidden_layers["nan_count"][4, 2] = 3
-    health = assess(sequence, ModelProfile())
+    health = assess(sequence, ModelProfile().thresholds)
     assert health.flags.fired[flags.NAN] == 4
     assert health.risk.score == 1.0
     assert health.blame[0].layer == 2 and health.blame[0].severity == 1.0
@@ -430,7 +430,7 @@ def test_assess_nan_in_a_middle_layer() -> None:
 def test_assess_batch_rows_of_different_lengths() -> None:
     short, long = make_sequence(2, index=0), make_sequence(30, index=1)
     long.hidden_layers["l2_norm"][:, 2:4] = 100.0
-    results = [assess(s, ModelProfile()) for s in (short, long)]
+    results = [assess(s, ModelProfile().thresholds) for s in (short, long)]
     assert results[0].flags.names == []
     assert flags.MID_LAYER_ANOMALY in results[1].flags
 
@@ -438,7 +438,7 @@ def test_assess_batch_rows_of_different_lengths() -> None:
 def test_assess_runs_no_early_warning_detector_when_the_profile_turns_them_off() -> None:
     sequence = make_sequence(20)
     sequence.series[rep.SERIES_MARGIN] = np.full(20, 0.01)  # margin_collapsed holds from step 4
-    on = assess(sequence, ModelProfile(early_warning=True))
-    off = assess(sequence, ModelProfile(early_warning=False))
+    on = assess(sequence, ModelProfile(early_warning=True).thresholds)
+    off = assess(sequence, ModelProfile(early_warning=False).thresholds)
     assert early_warning.MARGIN_COLLAPSED in on.early_warning.signals
     assert off.early_warning.signals == {} and off.early_warning.failure_risk == 0.0

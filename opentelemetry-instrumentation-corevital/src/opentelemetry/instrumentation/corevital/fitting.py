@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .projection import PROJECTION_DIMS
 from .signals import as_array
 from .signals.representation import StateProbe, representation_layer
 from .signals.risk import DEFAULT_RISK_FEATURES, RISK_FEATURES, LogisticPart, RiskModel
@@ -203,3 +204,23 @@ def fit_risk_model(
         _fit_part(x[~short], y[~short], l2_long, use),
         probe,
     )
+
+
+def scored_rows(model: RiskModel, rows: np.ndarray) -> np.ndarray:
+    """Feature rows from ``[..., len(RISK_FEATURES) + PROJECTION_DIMS]`` inputs (the features
+    followed by the mean projected state, as the fitting and the evaluation keep them):
+    ``state_probe`` filled in by the model's probe (undefined without one). Rows of plain features
+    pass unchanged."""
+    x = np.asarray(rows, dtype=np.float64)
+    width = len(RISK_FEATURES)
+    if x.shape[-1] == width:
+        return x
+    if x.shape[-1] != width + PROJECTION_DIMS:
+        raise ValueError(
+            f"risk rows need {width} features (signals.risk.RISK_FEATURES), optionally followed by "
+            f"the {PROJECTION_DIMS}-dimensional mean projected state; got {x.shape[-1]} columns"
+        )
+    out = x[..., :width].copy()
+    column = RISK_FEATURES.index("state_probe")
+    out[..., column] = model.probe.logit(x[..., width:]) if model.probe is not None else np.nan
+    return out

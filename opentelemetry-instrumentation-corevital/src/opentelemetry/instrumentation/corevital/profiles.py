@@ -26,7 +26,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, PrivateAttr, ValidationError, model_validator
+from pydantic import Field, PrivateAttr, ValidationError
 
 from . import calibration_file
 from .baseline_spec import BaselineSpec, merge_baselines, model_shape
@@ -45,9 +45,10 @@ from .profile_files import (
     short,
     validation_problem,
 )
+from .risk_spec import RiskModelSpec
 from .signals.baseline import Baseline
-from .signals.representation import probe_problem
-from .signals.risk import RISK_FEATURES, RiskModel
+from .signals.risk import RiskModel
+from .signals.thresholds import Thresholds
 
 __all__ = [
     "CalibrationFile",
@@ -64,57 +65,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEFAULT_PROFILE = "default"
-
-_FEATURE = Literal[RISK_FEATURES]  # type: ignore[valid-type]
-
-
-class RiskPart(ProfileModel):
-    """One logistic regression of the risk model: ``σ(w · (x − mean) / scale + b)``."""
-
-    features: list[_FEATURE] = Field(min_length=1)
-    mean: list[float]
-    scale: list[float]
-    weights: list[float]
-    intercept: float
-    training_failure_rate: float | None = Field(
-        default=None,
-        gt=0,
-        lt=1,
-        description="Share of failures among the generations this part was fitted on (the prior its "
-        "intercept carries; the score is shifted from it to the expected failure rate). None: no shift",
-    )
-
-
-class ProbeSpec(ProfileModel):
-    """The linear probe on the mean projected middle-layer state (docs/signals.md, "Representation
-    features"), for models of one shape."""
-
-    hidden_size: int = Field(ge=1, description="Hidden size of the model it was fitted on")
-    layers: int = Field(ge=1, description="Decoder layers of the model it was fitted on")
-    mean: list[float] = Field(min_length=1)
-    scale: list[float] = Field(min_length=1)
-    weights: list[float] = Field(min_length=1)
-    intercept: float
-    seed: int = Field(description="Seed of the random projection it was fitted on")
-    layer: int = Field(ge=0, description="The projected decoder layer it was fitted on")
-
-    @model_validator(mode="after")
-    def _consistent(self) -> ProbeSpec:
-        problem = probe_problem(self.mean, self.scale, self.weights, self.intercept)
-        if problem:
-            raise ValueError(problem)
-        return self
-
-
-class RiskModelSpec(ProfileModel):
-    """The fitted risk model as stored in a profile (docs/evaluation.md)."""
-
-    split_output_tokens: int = Field(ge=1)
-    short: RiskPart
-    long: RiskPart
-    probe: ProbeSpec | None = Field(
-        default=None, description="Linear probe on the middle layer's states; none: the feature is unused"
-    )
 
 
 class ModelProfile(ProfileModel):
@@ -184,6 +134,22 @@ class ModelProfile(ProfileModel):
     def risk(self) -> RiskModel | None:
         """The fitted risk model, ``None`` for the heuristic score."""
         return self._risk
+
+    @property
+    def thresholds(self) -> Thresholds:
+        """What the read-out judges with (``signals`` reads only this, never the profile)."""
+        return Thresholds(
+            high_entropy_threshold_bits=self.high_entropy_threshold_bits,
+            l2_explosion_multiplier=self.l2_explosion_multiplier,
+            mid_layer_min_run=self.mid_layer_min_run,
+            mid_layer_min_share=self.mid_layer_min_share,
+            basin_score_baseline=self.basin_score_baseline,
+            repetition_ngram=self.repetition_ngram,
+            repetition_similarity_threshold=self.repetition_similarity_threshold,
+            early_warning=self.early_warning,
+            baseline=self._baseline,
+            risk=self._risk,
+        )
 
     @property
     def baseline(self) -> Baseline | None:

@@ -137,7 +137,7 @@ def read_out(
         return capture, None
     health = assess_report(
         capture,
-        profile,
+        profile.thresholds,
         calibration=calibration,
         token_text=token_text,
         expected_failure_rate=expected_failure_rate,

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import report as rep
-from ..profiles import ModelProfile
 from ..report import EARLY_WARNING, HEALTH_FLAG, Firing
 from . import flags as fl
 from ._util import nanmean
@@ -33,6 +32,7 @@ from .risk import (
     model_risk,
     risk_features,
 )
+from .thresholds import Thresholds
 
 
 @dataclass
@@ -148,7 +148,7 @@ def worst_sequence(sequences: Sequence[SequenceHealth]) -> int:
 
 def assess_report(
     report: rep.CaptureReport,
-    profile: ModelProfile,
+    thresholds: Thresholds,
     *,
     calibration: CalibrationProfile | None = None,
     token_text: Callable[[int, int], str] | None = None,
@@ -161,7 +161,7 @@ def assess_report(
 
     Args:
         report: the capture report of the call.
-        profile: the model profile's thresholds and risk model.
+        thresholds: the model profile's thresholds, baseline and risk model (``ModelProfile.thresholds``).
         calibration: a healthy-run profile; gives each sequence a divergence score.
         token_text: ``token_text(sequence_index, step)`` names a generated token (content capture
             only; without it no token text appears in the narrative).
@@ -174,7 +174,7 @@ def assess_report(
     sequences = [
         assess(
             sequence,
-            profile,
+            thresholds,
             sequence.firings,
             attention_heads=report.attention_heads,
             hidden_size=report.hidden_size,
@@ -187,7 +187,7 @@ def assess_report(
         for sequence in report.sequences
     ]
     return HealthReport(
-        sequences, worst_sequence(sequences), report, profile.baseline, model, trace_id, span_id
+        sequences, worst_sequence(sequences), report, thresholds.baseline, model, trace_id, span_id
     )
 
 
@@ -202,7 +202,7 @@ def _nonfinite(hidden: dict[str, np.ndarray]) -> np.ndarray | None:
 
 
 def health_flags(
-    sequence: rep.SequenceReport, profile: ModelProfile, firings: Sequence[Firing], attention_heads: int = 0
+    sequence: rep.SequenceReport, thresholds: Thresholds, firings: Sequence[Firing], attention_heads: int = 0
 ) -> fl.HealthFlags:
     """Flags from the streaming firings (NaN, Inf, repetition) and from the whole series."""
     result = fl.HealthFlags()
@@ -221,11 +221,11 @@ def health_flags(
         step = fl.first_step(fl.nonfinite_steps(hidden["inf_count"]))
         if step is not None:
             result.fired[fl.INF] = min(step, result.fired.get(fl.INF, step))
-    high = fl.high_entropy_steps(entropy, profile.high_entropy_threshold_bits)
+    high = fl.high_entropy_steps(entropy, thresholds.high_entropy_threshold_bits)
     result.high_entropy_steps = int(high.sum())
-    result.high_entropy_threshold_bits = profile.high_entropy_threshold_bits
+    result.high_entropy_threshold_bits = thresholds.high_entropy_threshold_bits
     # "high" means unusual for this model: only judged against its healthy baseline
-    step = fl.high_entropy_flag_step(high) if profile.baseline is not None else None
+    step = fl.high_entropy_flag_step(high) if thresholds.baseline is not None else None
     if step is not None:
         result.fired[fl.HIGH_ENTROPY] = step
     collapsed = _layer_field(sequence.attention_layers, "collapsed_heads")
@@ -237,8 +237,8 @@ def health_flags(
             result.attention_collapse_severity = severity
     l2 = _layer_field(hidden, "l2_norm")
     if l2 is not None:
-        anomalous = fl.mid_layer_anomaly_steps(l2, _nonfinite(hidden), profile.l2_explosion_multiplier)
-        step = fl.persistent(anomalous, profile.mid_layer_min_run, profile.mid_layer_min_share)
+        anomalous = fl.mid_layer_anomaly_steps(l2, _nonfinite(hidden), thresholds.l2_explosion_multiplier)
+        step = fl.persistent(anomalous, thresholds.mid_layer_min_run, thresholds.mid_layer_min_share)
         if step is not None:
             result.fired[fl.MID_LAYER_ANOMALY] = step
     return result
@@ -246,7 +246,7 @@ def health_flags(
 
 def assess(
     sequence: rep.SequenceReport,
-    profile: ModelProfile,
+    thresholds: Thresholds,
     firings: Sequence[Firing] = (),
     *,
     attention_heads: int = 0,
@@ -261,7 +261,7 @@ def assess(
 
     Args:
         sequence: the sequence's per-step series and per-layer statistics.
-        profile: the model profile's thresholds.
+        thresholds: the model profile's thresholds (``ModelProfile.thresholds``).
         firings: what the streaming detectors reported for this sequence during generation.
         attention_heads: heads per layer (for the collapse rate), 0 without attention capture.
         hidden_size: width of the hidden states (whether the risk model's probe applies), 0 when
@@ -280,7 +280,7 @@ def assess(
     margin = series.get(rep.SERIES_MARGIN, empty)
     surprisal = series.get(rep.SERIES_SURPRISAL, empty)
     topk_mass = series.get(rep.SERIES_TOPK_MASS, empty)
-    flags = health_flags(sequence, profile, firings, attention_heads)
+    flags = health_flags(sequence, thresholds, firings, attention_heads)
     collapsed = _layer_field(sequence.attention_layers, "collapsed_heads")
     share = None
     if collapsed is not None and attention_heads > 0 and collapsed.size:
@@ -294,9 +294,9 @@ def assess(
         margin,
         surprisal,
         topk_mass,
-        high_entropy_threshold_bits=profile.high_entropy_threshold_bits,
+        high_entropy_threshold_bits=thresholds.high_entropy_threshold_bits,
         basin_score=basin_per_step,
-        basin_score_baseline=profile.basin_score_baseline,
+        basin_score_baseline=thresholds.basin_score_baseline,
         collapsed_head_share=share,
         repetition_evidence=fl.REPETITION_LOOP in flags,
     )
@@ -304,9 +304,11 @@ def assess(
     layer_count = int(layer_l2.shape[1]) if layer_l2 is not None and layer_l2.ndim == 2 else 0
     # the hidden-state features cost a small eigen-solve per call: computed only for a risk model
     # that reads them (undefined otherwise; SequenceReport.state_projection has their input)
-    reads_state = profile.risk is not None and profile.risk.reads_state
+    reads_state = thresholds.risk is not None and thresholds.risk.reads_state
     probe = (
-        profile.risk.probe_for(hidden_size, layer_count) if profile.risk is not None and reads_state else None
+        thresholds.risk.probe_for(hidden_size, layer_count)
+        if thresholds.risk is not None and reads_state
+        else None
     )
     features = risk_features(
         series,
@@ -317,22 +319,22 @@ def assess(
         sequence.state_projection if reads_state else None,
         probe,
     )
-    if profile.risk is not None:
-        risk = model_risk(profile.risk, features, flags, compound, expected_failure_rate)
+    if thresholds.risk is not None:
+        risk = model_risk(thresholds.risk, features, flags, compound, expected_failure_rate)
     else:
         risk = heuristic_risk(flags, entropy, margin, topk_mass, surprisal, compound)
     hidden = sequence.hidden_layers
     l2 = _layer_field(hidden, "l2_norm")
     exploded = None
     if l2 is not None and fl.MID_LAYER_ANOMALY in flags:
-        exploded = fl.mid_layer_anomalies(l2, _nonfinite(hidden), profile.l2_explosion_multiplier)
-    blamed = layer_blame(l2, _nonfinite(hidden), collapsed, exploded, profile.baseline)
+        exploded = fl.mid_layer_anomalies(l2, _nonfinite(hidden), thresholds.l2_explosion_multiplier)
+    blamed = layer_blame(l2, _nonfinite(hidden), collapsed, exploded, thresholds.baseline)
     # The streaming monitor already ran the detectors step by step; without one, scan the series
     # (unless the profile turns the detectors off: then only the flags pass through).
     already: dict[str, int] | None = None
-    if streamed or not profile.early_warning:
+    if streamed or not thresholds.early_warning:
         already = {f.name: f.step for f in firings if f.kind == EARLY_WARNING}
-    warning = early_warning(entropy, margin, surprisal, profile.high_entropy_threshold_bits, already)
+    warning = early_warning(entropy, margin, surprisal, thresholds.high_entropy_threshold_bits, already)
     all_firings = list(firings)
     reported = {f.name for f in firings}
     for name, step in flags.fired.items():

@@ -13,7 +13,7 @@ from . import flags as fl
 from ._util import finite, mean_or
 from .compound import CompoundSignal
 from .repetition import ngram_repeat_share
-from .representation import PROJECTION_DIMS, StateProbe, state_mean, state_spread
+from .representation import StateProbe, state_mean, state_spread
 
 LOW, MODERATE, HIGH = "low", "moderate", "high"
 
@@ -339,24 +339,6 @@ class RiskModel:
         """The probe, when it was fitted on a model of this shape."""
         return self.probe if self.probe is not None and self.probe.applies(hidden_size, layers) else None
 
-    def with_probe(self, rows: np.ndarray) -> np.ndarray:
-        """Feature rows from ``[..., len(RISK_FEATURES) + dims]`` inputs (features followed by the
-        mean projected state, as the fitting and the evaluation keep them): ``state_probe`` filled in
-        by this model's probe (undefined without one). Rows of plain features pass unchanged."""
-        x = np.asarray(rows, dtype=np.float64)
-        width = len(RISK_FEATURES)
-        if x.shape[-1] == width:
-            return x
-        if x.shape[-1] != width + PROJECTION_DIMS:
-            raise ValueError(
-                f"risk rows need {width} features (signals.risk.RISK_FEATURES), optionally followed by "
-                f"the {PROJECTION_DIMS}-dimensional mean projected state; got {x.shape[-1]} columns"
-            )
-        out = x[..., :width].copy()
-        column = RISK_FEATURES.index("state_probe")
-        out[..., column] = self.probe.logit(x[..., width:]) if self.probe is not None else np.nan
-        return out
-
     def part(self, features: np.ndarray) -> LogisticPart:
         """The regime of one feature row."""
         tokens = math.expm1(float(features[RISK_FEATURES.index("output_tokens_log")]))
@@ -368,7 +350,12 @@ class RiskModel:
         Without ``expected_failure_rate`` the probability is for data like the training data; with
         it, each regime's logit is shifted from its training failure rate to that rate.
         """
-        x = self.with_probe(np.asarray(features, dtype=np.float64))
+        x = np.asarray(features, dtype=np.float64)
+        if x.shape[-1] != len(RISK_FEATURES):
+            raise ValueError(
+                f"risk rows need {len(RISK_FEATURES)} features (signals.risk.RISK_FEATURES); got "
+                f"{x.shape[-1]} columns (rows that end with the mean projected state: fitting.scored_rows)"
+            )
         if x.ndim == 1:
             return float(self.part(x).predict(x, expected_failure_rate))
         return np.array([float(self.part(row).predict(row, expected_failure_rate)) for row in x])
