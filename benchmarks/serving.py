@@ -37,10 +37,13 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "live"))
 
-from opentelemetry.instrumentation.corevital.demo_model import save_smollm2  # noqa: E402
 from serving_harness import OtlpReceiver, ServeProcess  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))  # demo_model: the demo's loader
+
+from demo_model import save_smollm2  # noqa: E402
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
 CONFIGURATIONS = ("plain", "otel", "corevital")

@@ -8,7 +8,7 @@ Platt scaling; for loops, streaming detection (rate, false alarms, delay after t
 8-gram, wasted tokens saved). Everything fitted (the risk model, Platt scaling, the repetition
 detector's settings) is fitted on other folds than the one it is scored on: only out-of-fold numbers
 are reported as results. ``--write-profile`` then fits the same pipeline on all items and writes it
-into ``configs/model_profiles/default.yaml`` (the shipped defaults are the evaluated pipeline).
+into ``opentelemetry-instrumentation-corevital/src/opentelemetry/instrumentation/corevital/model_profiles/default.yaml`` (the shipped defaults are the evaluated pipeline).
 """
 
 from __future__ import annotations
@@ -34,6 +34,9 @@ sys.path.insert(0, str(ROOT))
 from eval import graders, healthy_baseline, heldout, lead_times, normalised_features, replay, signals_report  # noqa: E402
 from eval.generate import ARRAYS  # noqa: E402
 from eval.metrics import brier_score, expected_calibration_error  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))  # demo_model: the demo's loader
+
 from opentelemetry.instrumentation.corevital import semconv as sc  # noqa: E402
 from opentelemetry.instrumentation.corevital.baseline_spec import baseline_spec, merge_baselines  # noqa: E402
 from opentelemetry.instrumentation.corevital.fitting import fit_platt, scored_rows  # noqa: E402
@@ -101,9 +104,8 @@ class Item:
 
 @functools.cache
 def _tokenizer() -> Any:
+    from demo_model import GGUF_FILE, smollm2_directory
     from transformers import AutoTokenizer
-
-    from opentelemetry.instrumentation.corevital.demo_model import GGUF_FILE, smollm2_directory
 
     return AutoTokenizer.from_pretrained(str(smollm2_directory()), gguf_file=GGUF_FILE)
 
@@ -506,9 +508,9 @@ def evaluate(items: list[Item], report: Path, plots: Path, command: str) -> dict
         "",
         f"Items: {len(items)} ({', '.join(f'{t} {sum(i.task == t for i in items)}' for t in (*TASKS, EASY, INJECT))}); "
         f"generation took {sum(i.seconds for i in items) / 60:.1f} min of model time. Labels come from the "
-        "graders in `eval/graders.py` (tested in `tests/test_eval_graders.py`).",
+        "graders in `eval/graders.py` (tested in `tests/repo/test_eval_graders.py`).",
         "",
-        "The risk score is the model shipped in `configs/model_profiles/default.yaml`: two logistic regressions "
+        "The risk score is the model shipped in `opentelemetry-instrumentation-corevital/src/opentelemetry/instrumentation/corevital/model_profiles/default.yaml`: two logistic regressions "
         f"over {len(DEFAULT_RISK_FEATURES)} standardised features ({', '.join(f'`{f}`' for f in DEFAULT_RISK_FEATURES)}), one for "
         "outputs of at most 48 tokens (ridge 10) and one for longer outputs (ridge 1), each pooled over every "
         "development task (not the easy panel); the task is never an input. **Every number below comes from "
@@ -950,7 +952,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", default=str(ROOT / "docs" / "evaluation.md"))
     parser.add_argument("--json", default=str(ROOT / "eval" / "results.json"))
     parser.add_argument("--write-profile", action="store_true")
-    parser.add_argument("--profile", default=str(ROOT / "configs" / "model_profiles" / "default.yaml"))
+    parser.add_argument(
+        "--profile",
+        default=str(
+            ROOT
+            / "opentelemetry-instrumentation-corevital/src/opentelemetry/instrumentation/corevital/profiles"
+            / "default.yaml"
+        ),
+    )
     args = parser.parse_args(argv)
     items = load(Path(args.cache))
     if not items:

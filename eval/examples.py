@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
-#: (prompt, max_new_tokens): the issue's examples, plus the demo's looping prompt and sum.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))  # demo_model: the demo's loader
+
+#: (prompt, max_new_tokens): examples a user would try, plus the demo's looping prompt and sum.
 PROMPTS = [
     ("What is the capital of France?", 64),
     ("What is 2 + 2?", 64),
@@ -27,10 +30,10 @@ PROMPTS = [
 
 def main() -> int:
     import torch
+    from demo_model import DemoModelMissing, load_smollm2
     from opentelemetry.sdk.trace import TracerProvider
 
     from opentelemetry.instrumentation.corevital import CoreVitalInstrumentor, health_reports
-    from opentelemetry.instrumentation.corevital.demo_model import DemoModelMissing, load_smollm2
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(1)

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "examples"))  # demo_model: the demo's loader
 #: The development sets (eval/README.md), kept in this repository.
 DATA = ROOT / "eval" / "data"
 SETS = {
@@ -135,7 +136,7 @@ def cached_keys(cache: Path, name: str) -> set[str]:
 
 
 def load_model() -> tuple[Any, Any]:
-    from opentelemetry.instrumentation.corevital.demo_model import DemoModelMissing, load_smollm2
+    from demo_model import DemoModelMissing, load_smollm2
 
     try:
         return load_smollm2()

@@ -73,7 +73,7 @@ def section(
             f"(`eval/healthy_baseline.py`: built from {shipped.runs} healthy development generations — the loop "
             "set's outputs without a loop and the QA tasks' correct answers; a healthy development item is judged "
             f"by the baseline built from the other {folds - 1} folds, every other item by the one built from all "
-            "of them, which is the one shipped in `configs/model_profiles/default.yaml`; the loop set also uses "
+            "of them, which is the one shipped in `opentelemetry-instrumentation-corevital/src/opentelemetry/instrumentation/corevital/model_profiles/default.yaml`; the loop set also uses "
             "the repetition settings chosen on the other folds). Shipped thresholds: `high_entropy` above "
             f"{shipped.high_entropy_threshold_bits:.2f} bits on at least max(2, ⌈0.2 T⌉) steps, mid-layer "
             f"multiplier {shipped.l2_explosion_multiplier:.2f}, a layer out of range above |z| "

@@ -23,9 +23,8 @@ import sys
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
+from demo_model import DemoModelMissing, load_smollm2
 from transformers.utils import logging as transformers_logging
-
-from opentelemetry.instrumentation.corevital.demo_model import DemoModelMissing, load_smollm2
 
 PROMPTS = [
     "What is the capital of France?",

