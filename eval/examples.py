@@ -1,4 +1,4 @@
-"""The prompts issue 13 was filed with, on the real SmolLM2-135M with the shipped profile: what a new
+"""Prompts a user would try first, on the real SmolLM2-135M with the shipped profile: what a new
 user sees (risk, band, factors, flags) for a few right, wrong, looping and cut-short answers.
 
     python eval/examples.py

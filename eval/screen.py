@@ -1,4 +1,4 @@
-"""Screen candidate changes to the risk pipeline on the cached generations (issue 13): what was tried
+"""Screen candidate changes to the risk pipeline on the cached generations: what was tried
 beside the shipped pipeline, and why it does not ship. Prints markdown tables (eval/README.md).
 
     python eval/screen.py [--cache eval/cache]
