@@ -73,8 +73,8 @@ def lookup_wrapper(
     function = wrapped(*args, **kwargs)
     session = hooks.current_observer()
     tap = getattr(session, "attention_tap", None) if session is not None else None
-    if tap is None or not tap.listening or not callable(function):
-        return function
+    if tap is None or not tap.listening or not callable(function) or torch.compiler.is_compiling():
+        return function  # a compiled graph gets the model's own function, as the hooks step aside
     return functools.partial(_observed, function, tap)
 
 
