@@ -90,8 +90,10 @@ def test_assisted_decoding_is_said_once_at_info_and_on_the_span(mode, instrument
         outputs = [model.generate(**inputs, max_new_tokens=5, do_sample=False, **extra) for _ in range(2)]
     for out in outputs:
         assert_identical(plain, out)
-    said = [r for r in caplog.records if "CoreVital" in r.getMessage()]
+    # (transformers 4.5x adds one INFO line of its own at instrument(): no continuous batching there)
+    said = [r for r in caplog.records if "CoreVital" in r.getMessage() and "batching" not in r.getMessage()]
     assert len(said) == 1 and said[0].levelno == logging.INFO, [(r.levelname, r.getMessage()) for r in said]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and "CoreVital" in r.getMessage()]
     assert "assisted and prompt-lookup decoding are not supported" in said[0].getMessage()
     assert "several candidate tokens" in said[0].getMessage()
     for span in telemetry.spans():

@@ -163,6 +163,7 @@ def emitted(tmp_path_factory: pytest.TempPathFactory) -> Emitted:
         # seq2seq with attention capture
         instrument(capture="attention")
         tiny_models.bart().generate(**tiny_models.prompt(), max_new_tokens=6, do_sample=False)
+        tiny_models.llama().generate(**tiny_models.prompt(), max_new_tokens=6, do_sample=False)
         # content capture on the span and in an event, logits level
         instrument(capture="logits", capture_content="SPAN_AND_EVENT")
         tokenizer = tiny_tokenizer()

@@ -40,19 +40,25 @@ class GenerateWrapper:
     ) -> Any:
         if instance is None or _IN_GENERATE.get():
             return wrapped(*args, **kwargs)
+        holds = self.lifecycle.hooks.holds()  # what an enclosing forward of this thread holds
         if not is_instrumentation_enabled():
             try:
                 return wrapped(*args, **kwargs)
             finally:
-                self._release_forward(instance)
+                self._release_forward(holds)
         token = _IN_GENERATE.set(True)
         try:
-            return self._traced_call(wrapped, instance, args, kwargs)
+            return self._traced_call(wrapped, instance, args, kwargs, holds)
         finally:
             _IN_GENERATE.reset(token)
 
     def _traced_call(
-        self, wrapped: Callable[..., Any], model: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+        self,
+        wrapped: Callable[..., Any],
+        model: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        holds: dict[Any, int],
     ) -> Any:
         started = time.perf_counter()
         lifecycle = self.lifecycle
@@ -73,7 +79,7 @@ class GenerateWrapper:
                     try:
                         result = wrapped(*args, **kwargs)
                     finally:
-                        self._release_forward(model)
+                        self._release_forward(holds)
             except BaseException as exc:
                 lifecycle.close_call(call, time.perf_counter(), exception=exc)
                 raise
@@ -82,9 +88,9 @@ class GenerateWrapper:
         lifecycle.close_call(call, ended, outcome=outcome)
         return result
 
-    def _release_forward(self, model: Any) -> None:
-        """Let go of the model's forward gate if an interrupted forward left it held."""
+    def _release_forward(self, holds: dict[Any, int]) -> None:
+        """Let go of the forward gates the call took if an interrupted forward left them held."""
         try:
-            self.lifecycle.hooks.release(model)
+            self.lifecycle.hooks.release(holds)
         except Exception as exc:  # pragma: no cover - defensive: never on the user's path
             self.lifecycle.log_once("releasing the forward gate", exc)

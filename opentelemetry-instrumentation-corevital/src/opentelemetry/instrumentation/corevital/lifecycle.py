@@ -29,7 +29,7 @@ from .config import CaptureLevel, Settings
 from .generation import GenerationOutcome, GenerationRequest, model_name
 from .messages import Messages, call_messages
 from .profiles import ModelProfile, profile_for
-from .readout import input_row, make_monitor, read_out
+from .readout import capture_report, health_report, input_row, make_monitor
 from .reports import HealthReports, ReportDelivery
 from .signals.calibration import CalibrationProfile
 from .signals.fingerprint import prompt_hash
@@ -195,12 +195,18 @@ class CallLifecycle:
         guard, session = call.guard, call.session
         fields: dict[str, Any] = {}
         hook_seconds = call.hook_seconds
-        if exception is None and outcome is not None:
-            recording = guard("finishing the capture", session.finish, outcome.sequences) if session else None
+        if exception is None and session is not None:
+            sequences = outcome.sequences if outcome is not None else None
+            recording = guard("finishing the capture", session.finish, sequences)
             if recording is not None:
-                outcome = outcome.stopped(recording.interventions)
                 hook_seconds += recording.overhead_seconds
-                fields = guard("reading out the capture", self._read_out, call, recording, outcome) or {}
+                fields = {
+                    "time_to_first_token": recording.time_to_first_token,
+                    "capture_level": recording.level,
+                }
+                if outcome is not None:
+                    outcome = outcome.stopped(recording.interventions)
+                    guard("reading out", self._read_out, call, recording, outcome, fields)
         record = CallRecord(
             call.request,
             call.started,
@@ -216,38 +222,41 @@ class CallLifecycle:
             guard("delivering the health report", self._delivery.deliver, record.health, call.internal_error,
                   call.collectors)  # fmt: skip
 
-    def _read_out(self, call: Call, recording: Recording, outcome: GenerationOutcome) -> dict[str, Any]:
-        """The read-out fields of the call's record."""
-        request, span = call.request, call.span
+    def _read_out(
+        self, call: Call, recording: Recording, outcome: GenerationOutcome, fields: dict[str, Any]
+    ) -> None:
+        """Add the read-out to the call's record ``fields``: the capture report, then the health
+        report, each guarded on its own (a failed assessment keeps the series), then the prompt
+        hash and the messages."""
+        request, span, guard = call.request, call.span, call.guard
         content = self.settings.capture_content.enabled and span.is_recording()
-        context = span.get_span_context()
-        capture, health = read_out(
-            recording,
-            request,
-            outcome,
-            call.profile,
-            assess=span.is_recording() or call.wants_report,
-            calibration=self._calibration,
-            expected_failure_rate=self.settings.expected_failure_rate,
-            token_text=_token_text(request, outcome) if content else None,
-            model=request.model_name,
-            trace_id=trace.format_trace_id(context.trace_id) if context.is_valid else "",
-            span_id=trace.format_span_id(context.span_id) if context.is_valid else "",
-        )
-        fields: dict[str, Any] = {
-            "capture": capture,
-            "health": health,
-            "time_to_first_token": recording.time_to_first_token,
-            "capture_level": recording.level,
-        }
+        capture = guard("reading out the capture", capture_report, recording, request, outcome, call.profile)
+        fields["capture"] = capture
+        health = None
+        if capture is not None and call.profile is not None and (span.is_recording() or call.wants_report):
+            context = span.get_span_context()
+            health = guard(
+                "assessing the generation",
+                health_report,
+                capture,
+                call.profile,
+                calibration=self._calibration,
+                expected_failure_rate=self.settings.expected_failure_rate,
+                token_text=_token_text(request, outcome) if content else None,
+                model=request.model_name,
+                trace_id=trace.format_trace_id(context.trace_id) if context.is_valid else "",
+                span_id=trace.format_span_id(context.span_id) if context.is_valid else "",
+            )
+            fields["health"] = health
         row = input_row(health.primary.index, request.num_return_sequences) if health is not None else 0
         if health is not None:
             prompt = request.prompt_tokens(row)
             if prompt:
-                fields["prompt_hash"] = prompt_hash(prompt, request.model_name, self._key)
+                fields["prompt_hash"] = guard(
+                    "hashing the prompt", prompt_hash, prompt, request.model_name, self._key
+                )
         if content:
-            fields["messages"] = _messages(request, outcome, row)
-        return fields
+            fields["messages"] = guard("reading the messages", _messages, request, outcome, row)
 
 
 def _token_text(request: GenerationRequest, outcome: GenerationOutcome) -> Callable[[int, int], str] | None:

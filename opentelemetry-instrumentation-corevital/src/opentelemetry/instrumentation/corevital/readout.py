@@ -27,7 +27,16 @@ from .signals.risk import DEFAULT_EXPECTED_FAILURE_RATE
 from .signals.streaming import SequenceMonitor, replay
 from .summaries import ATTENTION_LAYER_FIELDS, HIDDEN_LAYER_FIELDS, logit_metrics, surprisal_bits
 
-__all__ = ["ReadOutError", "firings_of", "input_row", "make_monitor", "read_out", "sequence_rows"]
+__all__ = [
+    "ReadOutError",
+    "capture_report",
+    "firings_of",
+    "health_report",
+    "input_row",
+    "make_monitor",
+    "read_out",
+    "sequence_rows",
+]
 
 
 class ReadOutError(ValueError):
@@ -108,8 +117,32 @@ def read_out(
         ``(capture, health)``; ``capture`` is ``None`` when nothing was captured (no capture level,
         or the capture failed), ``health`` when nothing was assessed.
     """
+    capture = capture_report(recording, request, outcome, profile)
+    if capture is None or not assess or profile is None:
+        return capture, None
+    health = health_report(
+        capture,
+        profile,
+        calibration=calibration,
+        expected_failure_rate=expected_failure_rate,
+        token_text=token_text,
+        model=model,
+        trace_id=trace_id,
+        span_id=span_id,
+    )
+    return capture, health
+
+
+def capture_report(
+    recording: Recording,
+    request: GenerationRequest,
+    outcome: GenerationOutcome,
+    profile: ModelProfile | None = None,
+) -> rep.CaptureReport | None:
+    """The first half of :func:`read_out`: the per-step series of every returned sequence, with
+    what the streaming detectors find in it (``profile``'s detectors; none without a profile)."""
     if recording.level is None or recording.error is not None:
-        return None, None
+        return None
     capture = rep.CaptureReport(
         recording.level,
         hidden_size=recording.hidden_size,
@@ -121,7 +154,7 @@ def read_out(
     )
     steps = recording.steps
     if steps is None or steps.packed.shape[0] == 0:
-        return capture, None
+        return capture
     rows = sequence_rows(
         steps.packed.shape[1], len(outcome.output_lengths), request.num_beams, request.num_return_sequences
     )
@@ -133,9 +166,23 @@ def read_out(
     ]
     for sequence, row in zip(capture.sequences, rows, strict=True):
         sequence.intervention = recording.interventions.get(row)
-    if not assess or profile is None:
-        return capture, None
-    health = assess_report(
+    return capture
+
+
+def health_report(
+    capture: rep.CaptureReport,
+    profile: ModelProfile,
+    *,
+    calibration: CalibrationProfile | None = None,
+    expected_failure_rate: float | None = DEFAULT_EXPECTED_FAILURE_RATE,
+    token_text: Callable[[int, int], str] | None = None,
+    model: str = "",
+    trace_id: str = "",
+    span_id: str = "",
+) -> HealthReport | None:
+    """The second half of :func:`read_out`: what the capture report means, judged with the model
+    profile's thresholds, baseline and risk model (``signals.assess``)."""
+    return assess_report(
         capture,
         profile.thresholds,
         calibration=calibration,
@@ -145,7 +192,6 @@ def read_out(
         trace_id=trace_id,
         span_id=span_id,
     )
-    return capture, health
 
 
 def _sequence(

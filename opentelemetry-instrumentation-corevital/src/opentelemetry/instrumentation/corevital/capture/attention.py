@@ -12,18 +12,17 @@ call and model gets the very function it would have got uninstrumented. Outputs 
 bit-identical on every kernel, nothing waits for anything, and the memory is one ``[heads, keys]``
 row per layer whatever the prompt length.
 
-Which calls are read: those made during a forward of the call's own model, by its self-attention
-modules (an encoder-decoder's encoder and cross-attention are left out: their ``is_causal`` is
-false), counted in call order as layers 0, 1, … A model whose attention does not go through the
-interface (older model code, or transformers 4.5x with the eager kernel, which calls its eager
-function directly) shows no calls: the read-out says so (``corevital.capture.unavailable_reason``).
+Which calls are read: those made during a forward of the call's own model by its attention layers —
+the modules whose weights ``output_attentions`` would return (:mod:`.attention_layers`), each at its
+own column; a vision tower, an encoder or another model running in the same forward is left out. A
+model whose attention does not go through the interface (older model code, or transformers 4.5x
+with the eager kernel, which calls its eager function directly) shows no calls: the read-out says
+so (``corevital.capture.unavailable_reason``).
 """
 
 from __future__ import annotations
 
 import functools
-import threading
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +30,7 @@ import torch
 
 from ..summaries import ATTENTION_LAYER_FIELDS, last_query_weights, summarize_layer_rows
 from . import hooks
+from .attention_layers import AttentionLayers, LayerIndex
 
 #: Why attention has no read-out when the model's attention did not go through the interface.
 NOT_THROUGH_INTERFACE = (
@@ -84,35 +84,17 @@ def _observed(function: Callable[..., Any], tap: AttentionTap, *args: Any, **kwa
     return result
 
 
-class _ModelModules:
-    """Which modules of a model are its self-attention layers (cached per model, shared by threads)."""
-
-    def __init__(self) -> None:
-        self._known: weakref.WeakKeyDictionary[Any, dict[int, bool]] = weakref.WeakKeyDictionary()
-        self._lock = threading.Lock()
-
-    def is_self_attention(self, model: Any, module: Any) -> bool:
-        known = self._known.get(model)
-        if known is None:
-            with self._lock:
-                known = self._known.get(model)
-                if known is None:
-                    known = self._known[model] = {id(m): True for m in model.modules()}
-        if id(module) not in known:
-            return False  # another model's module (an assistant model, a submodel called alone)
-        encoder_decoder = bool(getattr(getattr(model, "config", None), "is_encoder_decoder", False))
-        return not (encoder_decoder and getattr(module, "is_causal", None) is False)
-
-
-_MODULES = _ModelModules()
+_LAYERS = LayerIndex()
 
 
 class AttentionTap:
     """The attention statistics of one call's forwards, one ``[rows, layers, fields]`` tensor a step.
 
     The capture session opens a forward (:meth:`begin`), the wrapped attention functions report
-    each layer (:meth:`observe`), and the session closes the forward (:meth:`end`). A failure here
-    is kept in :attr:`error` and ends attention for the call; it never reaches the model.
+    each call (:meth:`observe`: only the model's attention layers count, each at its own column,
+    :mod:`.attention_layers`), and the session closes the forward (:meth:`end`). A failure here is
+    kept in :attr:`error` and ends attention for the call; a mask that cannot be read (a flex
+    ``BlockMask``) in :attr:`unsupported`. Neither ever reaches the model.
 
     Args:
         model: the call's model (other models' attention calls are ignored).
@@ -123,65 +105,72 @@ class AttentionTap:
         self.model = model
         self.listening = False
         self.error: BaseException | None = None
+        self.unsupported: str | None = None
         self.heads = 0
-        self.layers = 0  # layers seen in the first forward; later forwards are read as that many
+        self.seen = False  # some layer reported in some forward of the call
+        self._layers: AttentionLayers | None = None
         self._collapsed = collapsed_threshold
         self._focused = focused_threshold
-        self._rows: list[torch.Tensor] = []
-        self._lengths: list[torch.Tensor] = []
+        self._rows: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def begin(self) -> None:
         self._rows.clear()
-        self._lengths.clear()
-        self.listening = self.error is None
+        self.listening = self.error is None and self.unsupported is None
 
     def observe(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """One attention call: ``(module, query, key, value, attention_mask, …)`` as the model made it."""
         if not self.listening:
             return
         try:
+            if self._layers is None:
+                self._layers = _LAYERS.of(self.model)
             module = args[0] if args else kwargs.get("module")
-            if not _MODULES.is_self_attention(self.model, module):
-                return
+            column = self._layers.columns.get(id(module))
+            if column is None:
+                return  # not one of the model's layers (a vision tower, an encoder, another model)
             query = args[1] if len(args) > 1 else kwargs["query"]
             key = args[2] if len(args) > 2 else kwargs["key"]
             mask = args[4] if len(args) > 4 else kwargs.get("attention_mask")
             if mask is not None and not isinstance(mask, torch.Tensor):
-                raise TypeError(f"cannot read an attention mask of type {type(mask).__name__}")
-            weights, lengths = last_query_weights(
+                self.unsupported = f"the attention mask of this kernel ({type(mask).__name__}) cannot be read"
+                self.listening = False
+                return
+            self._rows[column] = last_query_weights(
                 query,
                 key,
                 mask,
                 scaling=kwargs.get("scaling"),
                 position_bias=kwargs.get("position_bias"),
                 softcap=kwargs.get("softcap"),
-                sinks=kwargs.get("s_aux"),
+                sinks=kwargs.get("s_aux", kwargs.get("sinks")),
                 sliding_window=kwargs.get("sliding_window"),
             )
-            self._rows.append(weights)
-            self._lengths.append(lengths)
         except Exception as exc:
             self.error = exc
             self.listening = False
 
     def end(self, batch: int, device: torch.device) -> torch.Tensor | None:
-        """The step's ``[batch, layers, fields]`` statistics; ``None`` when no layer has reported in
-        this call yet. Layers a forward did not report (the interface was unwrapped in the middle of
+        """The step's ``[batch, layers, fields]`` statistics; ``None`` while no layer has reported in
+        this call. Layers a forward did not report (the interface was unwrapped in the middle of
         the call, or reading attention failed) are NaN."""
         self.listening = False
-        rows, lengths = self._rows, self._lengths
-        self._rows, self._lengths = [], []
-        if self.error is not None or not rows:
-            if not self.layers:
-                return None
-            fields = len(ATTENTION_LAYER_FIELDS)
-            return torch.full((batch, self.layers, fields), float("nan"), device=device)
-        self.heads = int(rows[0].shape[1])
-        if not self.layers:
-            self.layers = len(rows)
-        if len(rows) < self.layers:
-            missing = torch.full_like(rows[0], float("nan"))
-            rows = rows + [missing] * (self.layers - len(rows))
-            lengths = lengths + [lengths[0]] * (self.layers - len(lengths))
-        layers = self.layers
-        return summarize_layer_rows(rows[:layers], lengths[:layers], self._collapsed, self._focused)
+        rows, self._rows = self._rows, {}
+        count = self._layers.count if self._layers is not None else 0
+        if rows and self.error is None:
+            try:
+                first = next(iter(rows.values()))
+                self.heads = int(first[0].shape[1])
+                missing = (torch.full_like(first[0], float("nan")), first[1])
+                ordered = [rows.get(column, missing) for column in range(count)]
+                self.seen = True
+                return summarize_layer_rows(
+                    [weights for weights, _ in ordered],
+                    [keys for _, keys in ordered],
+                    self._collapsed,
+                    self._focused,
+                )
+            except Exception as exc:  # e.g. a layer whose rows cannot be summarised with the others
+                self.error = exc
+        if not self.seen:
+            return None
+        return torch.full((batch, count, len(ATTENTION_LAYER_FIELDS)), float("nan"), device=device)

@@ -22,19 +22,43 @@ from __future__ import annotations
 import functools
 import importlib.util
 import threading
-from typing import Literal
+import weakref
+from typing import Any, Literal
 
 Mode = Literal["exclusive", "alongside", "nested"]
 
 # The gates this thread holds something of, whichever hook registry made them.
 _HELD = threading.local()
+# One gate per model, for the model's lifetime (shared by every hook registry).
+_GATES: weakref.WeakKeyDictionary[Any, ForwardGate] = weakref.WeakKeyDictionary()
+_GATES_LOCK = threading.Lock()
 
 
-def release_held() -> None:
-    """Release everything this thread holds of any gate (the end of a ``generate()`` call)."""
-    gates: set[ForwardGate] | None = getattr(_HELD, "gates", None)
-    while gates:
-        gates.pop().release_thread()
+def gate_for(model: Any) -> ForwardGate:
+    """The model's forward gate (one per model, whoever asks)."""
+    gate = _GATES.get(model)
+    if gate is None:
+        with _GATES_LOCK:
+            gate = _GATES.get(model)
+            if gate is None:
+                gate = _GATES[model] = ForwardGate()
+    return gate
+
+
+def held() -> dict[ForwardGate, int]:
+    """What this thread holds now, gate by gate (how deep): taken when a ``generate()`` call starts."""
+    gates: set[ForwardGate] = getattr(_HELD, "gates", set())
+    return {gate: len(gate._stack()) for gate in gates}
+
+
+def release_held(before: dict[ForwardGate, int] | None = None) -> None:
+    """Release what this thread took of any gate since ``before`` (:func:`held` at the start of the
+    call; everything without it): the end of a ``generate()`` call. What an enclosing forward of the
+    same thread held before the call stays held."""
+    before = before or {}
+    gates: set[ForwardGate] = getattr(_HELD, "gates", set())
+    for gate in list(gates):
+        gate.release_to(before.get(gate, 0))
 
 
 @functools.cache
@@ -93,6 +117,16 @@ class ForwardGate:
         stack = self._stack()
         if stack:
             self._release(stack.pop())
+        if not stack:
+            getattr(_HELD, "gates", set()).discard(self)
+
+    def release_to(self, depth: int) -> None:
+        """Release what this thread holds beyond ``depth`` nested holds."""
+        stack = self._stack()
+        while len(stack) > depth:
+            self._release(stack.pop())
+        if not stack:
+            getattr(_HELD, "gates", set()).discard(self)
 
     def release_thread(self) -> None:
         """Release everything this thread still holds (a forward interrupted by a BaseException)."""

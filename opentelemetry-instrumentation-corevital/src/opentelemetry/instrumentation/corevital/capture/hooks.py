@@ -20,7 +20,7 @@ from typing import Any, Protocol, TypeVar
 
 import torch
 
-from .forward_gate import ForwardGate, layer_outputs_need_gate, release_held
+from .forward_gate import ForwardGate, gate_for, held, layer_outputs_need_gate, release_held
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +119,6 @@ class HookRegistry:
         self._handles: weakref.WeakKeyDictionary[torch.nn.Module, tuple[Any, Any]] = (
             weakref.WeakKeyDictionary()
         )
-        self._gates: weakref.WeakKeyDictionary[torch.nn.Module, ForwardGate] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
         self._closed = False
 
@@ -130,9 +129,9 @@ class HookRegistry:
         with self._lock:
             if model in self._handles or self._closed:
                 return
-            gate = ForwardGate() if layer_outputs_need_gate() else None
-            if gate is not None:
-                self._gates[model] = gate
+            # One gate per model, whichever registry hooks it: the forwards of a call that began
+            # before a re-instrumentation and of one that began after must still not overlap.
+            gate = gate_for(model) if layer_outputs_need_gate() else None
             pre = model.register_forward_pre_hook(functools.partial(_pre_hook, gate), with_kwargs=True)
             post = model.register_forward_hook(
                 functools.partial(_post_hook, gate), with_kwargs=True, always_call=True
@@ -140,10 +139,15 @@ class HookRegistry:
             self._handles[model] = (pre, post)
 
     @staticmethod
-    def release(model: torch.nn.Module) -> None:
-        """Release any forward gate this thread still holds (end of a call on ``model``): also one
-        whose hooks were removed while a forward held it."""
-        release_held()
+    def holds() -> dict[ForwardGate, int]:
+        """What this thread holds of the forward gates now (the start of a call)."""
+        return held()
+
+    @staticmethod
+    def release(before: dict[ForwardGate, int]) -> None:
+        """Release what this thread took of any forward gate since ``before`` (the end of a call):
+        also a gate whose hooks were removed while a forward held it."""
+        release_held(before)
 
     def __len__(self) -> int:
         return len(self._handles)
@@ -156,4 +160,3 @@ class HookRegistry:
                 pre.remove()
                 post.remove()
             self._handles.clear()
-            self._gates.clear()

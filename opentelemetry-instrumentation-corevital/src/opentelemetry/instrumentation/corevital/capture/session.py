@@ -138,7 +138,7 @@ class CaptureSession:
         if recorder.weights_wanted and not kwargs.get("output_attentions"):
             kwargs["output_attentions"] = True
             added.extend(ATTENTION_KEYS)
-        if recorder.attention_tap is not None:
+        if recorder.attention_tap is not None and self._skip == 0:  # not an earlier prefill chunk
             recorder.attention_tap.begin()
         self._added = tuple(added)
         self.overhead += time.perf_counter() - started

@@ -82,7 +82,8 @@ class StepRecorder:
         self.attention_tap = attention_tap if level is CaptureLevel.ATTENTION else None
         self.hidden_size = 0
         self.attention_heads = 0
-        self.tap_error: BaseException | None = None
+        self.tap_error: BaseException | None = None  # to report (once) as CoreVital's own failure
+        self._tap_failed = False
         self._encoder_decoder = encoder_decoder
         self._single_beam = single_beam
         self._every_step = every_step
@@ -173,13 +174,15 @@ class StepRecorder:
         tap = self.attention_tap
         if tap is not None:
             summary = tap.end(packed_logits.shape[0], packed_logits.device)
-            if tap.error is not None and self.tap_error is None:
+            failed = f"reading attention failed ({type(tap.error).__name__}: {tap.error})"
+            if tap.error is not None and not self._tap_failed:  # reported once, whatever step
+                self._tap_failed = True
                 self.tap_error = tap.error
+                if summary is not None and self._on_unavailable is not None:
+                    self._on_unavailable(CaptureLevel.ATTENTION.value, failed + "; the later steps have none")
             if summary is None:  # no layer reported in the first forward
-                reason = (
-                    NOT_THROUGH_INTERFACE if tap.error is None else f"reading attention failed ({tap.error})"
-                )
-                self.lower_to_hidden(reason)
+                reason = tap.unsupported or NOT_THROUGH_INTERFACE
+                self.lower_to_hidden(failed if tap.error is not None else reason)
                 return 0
             self.attention_heads = tap.heads
         else:
@@ -190,12 +193,12 @@ class StepRecorder:
             if not present:
                 self.lower_to_hidden("the attention kernel returned no attention weights")
                 return 0
-            key_lengths = None
+            attended = None
             mask = kwargs.get("decoder_attention_mask" if self._encoder_decoder else "attention_mask")
             if isinstance(mask, torch.Tensor) and mask.dim() == 2 and mask.shape[-1] == present[0].shape[-1]:
-                key_lengths = mask.sum(dim=-1)
+                attended = mask.to(present[0].device) != 0
             assert attentions is not None
-            summary = summarize_attention(attentions, key_lengths, *self._thresholds)
+            summary = summarize_attention(attentions, None, *self._thresholds, attended=attended)
             self.attention_heads = int(present[0].shape[1])
         parts.append(summary.flatten(1))
         return int(summary.shape[1])

@@ -5,7 +5,7 @@ Two steps, both on the tensors' own device:
 - :func:`last_query_weights` recomputes one layer's attention weights for the *last query position
   only* from what transformers hands its attention function (post-RoPE query, the full cached keys,
   the mask, the scaling): ``softmax(q·kᵀ·scaling + mask)``. It never touches the model's own kernel
-  and costs one ``[heads, keys]`` row per layer, whatever the prompt length.
+  and costs one ``[heads, keys]`` row per layer (never a ``[queries, keys]`` matrix).
 - :func:`summarize_attention_rows` reduces the rows of every layer of a step to a few numbers per
   layer, in one vectorised computation.
 """
@@ -54,17 +54,17 @@ def last_query_weights(
         scaling: the softmax scale; ``head_dim ** -0.5`` when ``None``.
         position_bias: an additive ``[batch | 1, heads, queries, keys]`` bias (T5).
         softcap: logits are capped as ``tanh(x / softcap) · softcap`` (Gemma 2).
-        sinks: ``[heads]`` attention-sink logits that take part in the softmax and are then dropped
-            (the weights of a row then sum to less than 1).
+        sinks: attention-sink logits, ``[heads]`` or ``[batch, heads, queries, 1]``, that take part
+            in the softmax and are then dropped (the weights of a row then sum to less than 1).
         sliding_window: with no 4-D mask, only the last ``sliding_window`` keys are attended.
 
     Returns:
-        ``(weights, key_lengths)``: ``[batch, heads, keys]`` float32 weights and ``[batch]`` the
-        number of keys the last query may attend.
+        ``(weights, attended)``: ``[batch, heads, keys]`` float32 weights and ``[batch, keys]``
+        booleans, the keys the last query may attend.
 
     >>> q = torch.zeros(1, 2, 3, 4); k = torch.zeros(1, 1, 5, 4)
-    >>> weights, lengths = last_query_weights(q, k, torch.tensor([[0, 1, 1, 1, 1]]))
-    >>> weights[0, 0].tolist(), lengths.tolist()
+    >>> weights, attended = last_query_weights(q, k, torch.tensor([[0, 1, 1, 1, 1]]))
+    >>> weights[0, 0].tolist(), attended.sum(dim=-1).tolist()
     ([0.0, 0.25, 0.25, 0.25, 0.25], [4])
     """
     batch, heads, _, head_dim = query.shape
@@ -72,8 +72,9 @@ def last_query_weights(
     if heads % kv_heads:
         raise ValueError(f"{heads} query heads cannot share {kv_heads} key heads")
     scale = head_dim**-0.5 if scaling is None else float(scaling)
-    last = query[:, :, -1, :].float().reshape(batch, kv_heads, heads // kv_heads, head_dim)
-    logits = torch.matmul(last, key.float().transpose(-1, -2)).reshape(batch, heads, keys) * scale
+    # In the keys' own dtype, as the eager kernel multiplies (no float32 copy of the whole cache).
+    last = query[:, :, -1, :].to(key.dtype).reshape(batch, kv_heads, heads // kv_heads, head_dim)
+    logits = torch.matmul(last, key.transpose(-1, -2)).float().reshape(batch, heads, keys) * scale
     if position_bias is not None:
         logits = logits + position_bias[:, :, -1, :keys].float()
     if softcap is not None:
@@ -83,11 +84,12 @@ def last_query_weights(
         logits = logits + _last_row(mask, keys).float()[:, None, :]
     logits = logits.masked_fill(~attend[:, None, :], float("-inf"))
     if sinks is not None:
-        sink = sinks.float().reshape(1, heads, 1).expand(batch, heads, 1)
-        weights = torch.softmax(torch.cat((logits, sink), dim=-1), dim=-1)[..., :keys]
+        sink = sinks.float()
+        sink = sink.reshape(1, heads, 1).expand(batch, heads, 1) if sink.dim() == 1 else sink[..., -1, :]
+        weights = torch.softmax(torch.cat((logits, sink.to(logits.device)), dim=-1), dim=-1)[..., :keys]
     else:
         weights = torch.softmax(logits, dim=-1)
-    return torch.nan_to_num(weights, nan=0.0), attend.sum(dim=-1)
+    return torch.nan_to_num(weights, nan=0.0), attend
 
 
 def _last_row(mask: torch.Tensor, keys: int) -> torch.Tensor:
@@ -105,9 +107,11 @@ def _attended_keys(
     """``[batch, keys]`` booleans: which keys the last query position may attend."""
     if mask is None or mask.dim() == 2:
         attend = torch.ones(batch, keys, dtype=torch.bool, device=device)
-        if mask is not None:
-            padding = mask[:, -keys:] if mask.shape[-1] >= keys else mask
-            attend[:, keys - padding.shape[-1] :] = padding.to(device) != 0
+        if mask is not None and mask.shape[-1] >= keys:  # the newest keys (a sliding-window cache)
+            attend = mask[:, -keys:].to(device) != 0
+        elif mask is not None:  # a static cache: the mask covers the filled slots, the rest is empty
+            attend[:, : mask.shape[-1]] = mask.to(device) != 0
+            attend[:, mask.shape[-1] :] = False
         if sliding_window is not None and 0 < sliding_window < keys:
             attend[:, : keys - sliding_window] = False
         return attend
@@ -125,6 +129,7 @@ def summarize_attention_rows(
     key_lengths: torch.Tensor | None = None,
     collapsed_threshold: float = 0.03,
     focused_threshold: float = 0.9,
+    attended: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Summarise the last-query attention rows of every layer of one step.
 
@@ -132,7 +137,10 @@ def summarize_attention_rows(
         rows: ``[layers, batch, heads, keys]`` attention weights of the newest query position
             (a layer whose weights are unknown is NaN throughout).
         key_lengths: ``[batch]`` or ``[layers, batch]`` number of real (unpadded) keys, for the
-            normalisation by ln K; defaults to the full key length.
+            normalisation by ln K; defaults to the full key length (or to ``attended``'s count).
+        attended: ``[layers, batch, keys]`` booleans, the keys the query may attend: the basin
+            score's thirds are taken over those (padding and empty cache slots left out); the
+            whole key axis without it.
         collapsed_threshold: a head is collapsed when its normalised entropy is below this.
         focused_threshold: a head is focused when its largest weight is above this.
 
@@ -143,6 +151,8 @@ def summarize_attention_rows(
         mass on the middle third of the keys ÷ mass on the outer thirds; NaN below 3 keys).
     """
     weights = rows.float()
+    if key_lengths is None and attended is not None:
+        key_lengths = attended.sum(dim=-1)
     entropy = -torch.special.xlogy(weights, weights).sum(dim=-1)  # [layers, batch, heads]
     if key_lengths is None:
         log_k = torch.full(weights.shape[:2], math.log(weights.shape[-1]), device=weights.device)
@@ -157,12 +167,7 @@ def summarize_attention_rows(
     nan = torch.tensor(float("nan"), device=weights.device)
     collapsed = torch.where(missing, nan, (normalized < collapsed_threshold).sum(dim=-1).float())
     focused = torch.where(missing, nan, (concentration > focused_threshold).sum(dim=-1).float())
-    keys = weights.shape[-1]
-    if keys >= 3:
-        middle = weights[..., keys // 3 : 2 * keys // 3].sum(dim=-1)
-        basin = (middle / (weights.sum(dim=-1) - middle).clamp(min=1e-12)).mean(dim=-1)
-    else:
-        basin = torch.full(entropy.shape[:2], float("nan"), device=weights.device)
+    basin = _basin(weights, attended)
     stats = torch.stack(
         (
             entropy.mean(dim=-1),
@@ -179,11 +184,26 @@ def summarize_attention_rows(
     return stats.transpose(0, 1)
 
 
+def _basin(weights: torch.Tensor, attended: torch.Tensor | None) -> torch.Tensor:
+    """Per layer and row, the mean over heads of the attention mass on the middle third of the
+    attended keys ÷ the mass on the outer thirds; NaN below 3 attended keys."""
+    if attended is None:
+        attended = torch.ones(weights.shape[:2] + weights.shape[-1:], dtype=torch.bool, device=weights.device)
+    attended = attended.to(weights.device)
+    count = attended.sum(dim=-1, keepdim=True)  # [layers, batch, 1]
+    rank = attended.cumsum(dim=-1) - 1  # the position of each attended key among them
+    middle_keys = attended & (rank >= count // 3) & (rank < 2 * count // 3)
+    middle = (weights * middle_keys[:, :, None, :]).sum(dim=-1)
+    basin = (middle / (weights.sum(dim=-1) - middle).clamp(min=1e-12)).mean(dim=-1)
+    return torch.where(count[..., 0] >= 3, basin, torch.full_like(basin, float("nan")))
+
+
 def summarize_attention(
     attentions: Sequence[torch.Tensor | None],
     key_lengths: torch.Tensor | None = None,
     collapsed_threshold: float = 0.03,
     focused_threshold: float = 0.9,
+    attended: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Summarise full attention weights as a model returns them with ``output_attentions``.
 
@@ -191,6 +211,7 @@ def summarize_attention(
         attentions: one ``[batch, heads, queries, keys]`` tensor per layer (``None`` for a layer
             that returned no weights: its row is NaN).
         key_lengths, collapsed_threshold, focused_threshold: see :func:`summarize_attention_rows`.
+        attended: ``[batch, keys]`` booleans, the keys attended (the same for every layer).
 
     Returns:
         ``[batch, layers, len(ATTENTION_LAYER_FIELDS)]``, as :func:`summarize_attention_rows`.
@@ -200,38 +221,43 @@ def summarize_attention(
         raise ValueError("the model returned no attention weights")
     template = present[0][:, :, -1]
     rows = [a[:, :, -1] if a is not None else torch.full_like(template, float("nan")) for a in attentions]
-    return summarize_attention_rows(torch.stack(rows), key_lengths, collapsed_threshold, focused_threshold)
+    layers = None if attended is None else attended.expand(len(rows), -1, -1)
+    return summarize_attention_rows(
+        torch.stack(rows), key_lengths, collapsed_threshold, focused_threshold, layers
+    )
 
 
 def summarize_layer_rows(
     rows: Sequence[torch.Tensor],
-    key_lengths: Sequence[torch.Tensor],
+    attended: Sequence[torch.Tensor],
     collapsed_threshold: float = 0.03,
     focused_threshold: float = 0.9,
 ) -> torch.Tensor:
-    """:func:`summarize_attention_rows` for layers whose rows may differ in length (sliding-window
-    layers keep fewer keys): layers of equal length are summarised together.
+    """:func:`summarize_attention_rows` for layers whose rows may differ in shape (sliding-window
+    layers keep fewer keys, cross-attention layers attend other keys): layers of one shape are
+    summarised together.
 
     Args:
         rows: per layer ``[batch, heads, keys_l]`` (:func:`last_query_weights`).
-        key_lengths: per layer ``[batch]`` attended keys.
+        attended: per layer ``[batch, keys_l]`` booleans, the keys attended.
 
     Returns:
         ``[batch, layers, len(ATTENTION_LAYER_FIELDS)]``.
     """
-    lengths = {int(row.shape[-1]) for row in rows}
-    if len(lengths) == 1:
+    shapes = {tuple(row.shape) for row in rows}
+    if len(shapes) == 1:
         return summarize_attention_rows(
-            torch.stack(list(rows)), torch.stack(list(key_lengths)), collapsed_threshold, focused_threshold
+            torch.stack(list(rows)), None, collapsed_threshold, focused_threshold, torch.stack(list(attended))
         )
     parts: dict[int, torch.Tensor] = {}
-    for length in sorted(lengths):
-        members = [i for i, row in enumerate(rows) if row.shape[-1] == length]
+    for shape in sorted(shapes):
+        members = [i for i, row in enumerate(rows) if tuple(row.shape) == shape]
         stats = summarize_attention_rows(
             torch.stack([rows[i] for i in members]),
-            torch.stack([key_lengths[i] for i in members]),
+            None,
             collapsed_threshold,
             focused_threshold,
+            torch.stack([attended[i] for i in members]),
         )
         for position, layer in enumerate(members):
             parts[layer] = stats[:, position]
