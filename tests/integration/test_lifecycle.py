@@ -132,6 +132,24 @@ def test_internal_failure_is_recorded_not_raised(instrument, telemetry, monkeypa
     assert len([r for r in caplog.records if "internal error" in r.getMessage()]) == 1  # logged once
 
 
+def test_a_failed_assessment_keeps_the_capture(instrument, telemetry, monkeypatch) -> None:
+    """The capture report and the assessment are guarded apart: when drawing the conclusions fails,
+    the span keeps the per-step series, the capture level and the time to first token."""
+    from opentelemetry.instrumentation.corevital import readout
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("assessment")
+
+    monkeypatch.setattr(readout, "assess_report", broken)
+    instrument()
+    tiny_models.llama().generate(**tiny_models.prompt(), max_new_tokens=5, min_new_tokens=5, do_sample=False)
+    a = telemetry.span().attributes
+    assert a[sc.COREVITAL_ERROR_TYPE] == "RuntimeError"
+    assert a[sc.COREVITAL_CAPTURE_LEVEL] == "hidden" and len(a[sc.COREVITAL_ENTROPY_SERIES]) == 5
+    assert sc.COREVITAL_RISK_SCORE not in a
+    assert sc.METRIC_GEN_AI_SERVER_TIME_TO_FIRST_TOKEN in telemetry.metrics()
+
+
 def test_model_exception_passes_through_unchanged(instrument, telemetry) -> None:
     model = tiny_models.llama()
     error = ValueError("user error")
