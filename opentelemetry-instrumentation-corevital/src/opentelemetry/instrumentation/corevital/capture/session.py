@@ -77,14 +77,19 @@ class CaptureSession:
             if self.stop_on and make_monitor is not None and single_beam and level is not None
             else None
         )
-        tap = AttentionTap(model, collapsed_threshold, focused_threshold)
+        # Attention through the interface, unless the model computes its weights anyway (4.5x eager).
+        tap = (
+            AttentionTap(model, collapsed_threshold, focused_threshold)
+            if level is CaptureLevel.ATTENTION and not reads_weights(model)
+            else None
+        )
         self._recorder = (
             StepRecorder(
                 level,
                 encoder_decoder=request.is_encoder_decoder,
                 single_beam=single_beam,
                 every_step=self._live is not None,
-                attention_tap=None if reads_weights(model) else tap,
+                attention_tap=tap,
                 collapsed_threshold=collapsed_threshold,
                 focused_threshold=focused_threshold,
                 on_unavailable=self._unavailable.__setitem__,
